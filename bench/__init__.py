@@ -1,0 +1,1 @@
+"""Benchmarks (print JSON; compare against a baseline measured in the same run)."""

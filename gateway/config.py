@@ -1,0 +1,343 @@
+"""Gateway configuration: a TOML file plus `OCPP_GATEWAY_<SECTION>_<KEY>` environment variables.
+
+The environment wins over the file. Every value is checked at start; an error names the key, what is
+wrong and how to fix it. `describe()` renders the effective configuration with secrets masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import string
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+ENV_PREFIX = "OCPP_GATEWAY_"
+ENV_CONFIG_FILE = "OCPP_GATEWAY_CONFIG"
+KNOWN_SUBPROTOCOLS = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
+_PATH_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/-._~")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid: says which key, why, and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str, env: str | None = None) -> None:
+        where = f"'{key}'" + (f" (set by {env})" if env else "")
+        super().__init__(f"configuration error at {where}: {problem}. Fix: {fix}")
+        self.key, self.problem, self.fix, self.env = key, problem, fix, env
+
+
+def _opt(default: Any, help: str, *, secret: bool = False) -> Any:
+    if isinstance(default, list):
+        return field(
+            default_factory=lambda: list(default), metadata={"help": help, "secret": secret}
+        )
+    return field(default=default, metadata={"help": help, "secret": secret})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Listeners, workers and shutdown."""
+
+    ws_bind: list[str] = _opt(["0.0.0.0:9000"], "host:port list for plain ws listeners")
+    path_prefix: str = _opt("/ocpp", "URL path in front of /{chargePointId}")
+    workers: int = _opt(1, "number of worker processes sharing the listeners")
+    worker_class: Literal["auto", "uvloop", "asyncio"] = _opt(
+        "auto", "event loop: auto picks uvloop when installed"
+    )
+    permessage_deflate: bool = _opt(
+        False, "negotiate permessage-deflate (costs about 100 KiB per connection)"
+    )
+    drain_seconds: float = _opt(10.0, "bound on the graceful shutdown after SIGTERM")
+
+    def __post_init__(self) -> None:
+        for bind in self.ws_bind:
+            _check_bind("server.ws_bind", bind)
+        if not self.ws_bind:
+            raise ConfigError("server.ws_bind", "no listener is configured", "list a host:port")
+        prefix = self.path_prefix
+        if (
+            not prefix.startswith("/")
+            or prefix.endswith("/")
+            or "//" in prefix
+            or not set(prefix) <= _PATH_CHARACTERS
+        ):
+            raise ConfigError(
+                "server.path_prefix",
+                f"'{prefix}' is not a path like /ocpp",
+                "start with '/', no trailing '/', only letters, digits and / - . _ ~",
+            )
+        _check_range("server.workers", self.workers, 1, 256)
+        _check_range("server.drain_seconds", self.drain_seconds, 0, 3600)
+
+
+@dataclass(frozen=True)
+class OcppConfig:
+    """OCPP versions, validation and boot gating."""
+
+    versions: list[str] = _opt(
+        list(KNOWN_SUBPROTOCOLS), "supported subprotocols, most preferred first"
+    )
+    validation: Literal["strict", "lenient"] = _opt(
+        "strict", "default schema validation mode (lenient logs violations and passes them on)"
+    )
+    gate_unknown_boot: bool = _opt(
+        False,
+        "refuse CALLs (SecurityError) from a charge point not seen booting since start",
+    )
+    identity_extra_characters: str = _opt(
+        "", "characters allowed in identities besides OCPP's identifierString set"
+    )
+
+    def __post_init__(self) -> None:
+        if not self.versions:
+            raise ConfigError(
+                "ocpp.versions", "no OCPP version is enabled", f"list some of {KNOWN_SUBPROTOCOLS}"
+            )
+        for version in self.versions:
+            if version not in KNOWN_SUBPROTOCOLS:
+                raise ConfigError(
+                    "ocpp.versions",
+                    f"unknown subprotocol '{version}'",
+                    f"use only {', '.join(KNOWN_SUBPROTOCOLS)}",
+                )
+        if len(set(self.versions)) != len(self.versions):
+            raise ConfigError("ocpp.versions", "a version is listed twice", "list each once")
+        bad = set(self.identity_extra_characters) & set(":/?#%\\")
+        bad |= {c for c in self.identity_extra_characters if not c.isprintable()}
+        if bad:
+            raise ConfigError(
+                "ocpp.identity_extra_characters",
+                f"characters {sorted(bad)} can never be part of an identity",
+                "remove them (':' separates Basic-auth user and password; '/', '?', '#', '%' "
+                "are URL syntax)",
+            )
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Frame size, timeouts, keepalive and abuse limits."""
+
+    max_frame_bytes: int = _opt(262144, "largest accepted message; larger ones close with 1009")
+    call_timeout_seconds: float = _opt(30.0, "how long a gateway-to-charge-point CALL may take")
+    ping_interval_seconds: float = _opt(60.0, "WebSocket ping interval; 0 disables keepalive")
+    pong_timeout_seconds: float = _opt(
+        30.0, "a peer silent for ping_interval + pong_timeout is declared dead and closed"
+    )
+    max_bad_messages: int = _opt(
+        20, "refused messages a session may send before it is closed; 0 disables the cap"
+    )
+
+    def __post_init__(self) -> None:
+        _check_range("limits.max_frame_bytes", self.max_frame_bytes, 1024, 64 * 1024 * 1024)
+        _check_range("limits.call_timeout_seconds", self.call_timeout_seconds, 0.1, 3600)
+        _check_range("limits.ping_interval_seconds", self.ping_interval_seconds, 0, 86400)
+        _check_range("limits.pong_timeout_seconds", self.pong_timeout_seconds, 0.1, 3600)
+        _check_range("limits.max_bad_messages", self.max_bad_messages, 0, 1_000_000)
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    """Answers of the embedded central system (used when no backend is configured)."""
+
+    boot_status: Literal["Accepted", "Pending", "Rejected"] = _opt(
+        "Accepted", "status answered to BootNotification"
+    )
+    heartbeat_interval_seconds: int = _opt(300, "interval answered to BootNotification")
+
+    def __post_init__(self) -> None:
+        _check_range(
+            "embedded.heartbeat_interval_seconds", self.heartbeat_interval_seconds, 0, 86400
+        )
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Structured logging."""
+
+    format: Literal["json", "kv"] = _opt("json", "json lines or key=value lines")
+    level: Literal["debug", "info", "warning", "error"] = _opt(
+        "info", "debug adds one line per OCPP message"
+    )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The whole configuration, one section per table of the TOML file."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    ocpp: OcppConfig = field(default_factory=OcppConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _check_bind(key: str, bind: str) -> None:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            key, f"'{bind}' is not host:port", "write e.g. '0.0.0.0:9000' or '[::]:9000'"
+        )
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(key, f"{value} is out of range", f"use a value from {low} to {high}")
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(GatewayConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(GatewayConfig)}
+
+
+def _coerce(key: str, annotation: Any, value: Any, from_env: bool) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(key, f"'{value}' is not allowed", f"use one of {', '.join(choices)}")
+        return value
+    if origin is list:
+        if from_env:
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "expected a list of strings", 'write e.g. ["a", "b"]')
+        return value
+    if annotation is bool:
+        if from_env:
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+        elif isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"'{value}' is not a boolean", "use true or false")
+    if annotation in (int, float):
+        try:
+            number = annotation(value) if from_env else value
+        except ValueError:
+            number = None
+        ok = isinstance(number, int | float) and not isinstance(number, bool)
+        if annotation is int and not isinstance(number, int):
+            ok = False
+        if not ok:
+            raise ConfigError(
+                key,
+                f"'{value}' is not {'an integer' if annotation is int else 'a number'}",
+                "write a number",
+            )
+        return annotation(number)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, "expected a string", 'quote the value: "..."')
+        return value
+    raise TypeError(f"unsupported config type {annotation}")  # pragma: no cover
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+    return ConfigError(key, "unknown key", hint)
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> GatewayConfig:
+    """Read the TOML file (if any), apply the environment over it, validate, and return it."""
+    environ = os.environ if environ is None else environ
+    source = "--config" if path else ENV_CONFIG_FILE
+    path = path or environ.get(ENV_CONFIG_FILE)
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                source, f"file {path} does not exist", "give an existing file"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                source, f"{path} is not valid TOML ({exc})", "fix the syntax"
+            ) from None
+    sections = _sections()
+    values: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in sections}
+    for name, section in raw.items():
+        if name not in sections:
+            raise _unknown(name, list(sections))
+        if not isinstance(section, dict):
+            raise ConfigError(name, "expected a table", f"write [{name}] and keys under it")
+        known = [f.name for f in dataclasses.fields(sections[name])]
+        for key, value in section.items():
+            if key not in known:
+                raise _unknown(f"{name}.{key}", [f"{name}.{k}" for k in known])
+            values[name][key] = (value, False)
+    env_keys = {
+        f"{ENV_PREFIX}{name}_{f.name}".upper(): (name, f.name)
+        for name, cls in sections.items()
+        for f in dataclasses.fields(cls)
+    }
+    for env_key, value in environ.items():
+        if not env_key.startswith(ENV_PREFIX) or env_key == ENV_CONFIG_FILE:
+            continue
+        if env_key not in env_keys:
+            raise _unknown(env_key, sorted(env_keys))
+        name, key = env_keys[env_key]
+        values[name][key] = (value, True)
+    built: dict[str, Any] = {}
+    for name, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, (value, from_env) in values[name].items():
+            try:
+                kwargs[key] = _coerce(f"{name}.{key}", hints[key], value, from_env)
+            except ConfigError as exc:
+                if not from_env:
+                    raise
+                env = f"{ENV_PREFIX}{name}_{key}".upper()
+                raise ConfigError(
+                    exc.key, *str(exc).split(": ", 1)[1].split(". Fix: "), env
+                ) from None
+        try:
+            built[name] = cls(**kwargs)
+        except ConfigError as exc:
+            key = exc.key.partition(".")[2]
+            if exc.env or not values[name].get(key, (None, False))[1]:
+                raise
+            env = f"{ENV_PREFIX}{name}_{key}".upper()
+            raise ConfigError(exc.key, exc.problem, exc.fix, env) from None
+    return GatewayConfig(**built)
+
+
+def describe(config: GatewayConfig) -> dict[str, dict[str, Any]]:
+    """The effective configuration as plain data, secrets replaced by '***'."""
+    result: dict[str, dict[str, Any]] = {}
+    for section_field in dataclasses.fields(config):
+        section = getattr(config, section_field.name)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if f.metadata.get("secret") and value:
+                value = "***"
+            values[f.name] = list(value) if isinstance(value, list) else value
+        result[section_field.name] = values
+    return result
+
+
+def reference() -> list[tuple[str, str, Any, str]]:
+    """(key, environment variable, default, help) for every option: the configuration reference."""
+    rows = []
+    for name, cls in _sections().items():
+        default = cls()
+        for f in dataclasses.fields(cls):
+            env = f"{ENV_PREFIX}{name}_{f.name}".upper()
+            rows.append((f"{name}.{f.name}", env, getattr(default, f.name), f.metadata["help"]))
+    return rows
+
+
+__all__ = ["ConfigError", "GatewayConfig", "describe", "load_config", "reference"]

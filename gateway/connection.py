@@ -1,0 +1,331 @@
+"""The IO edge of one charge point: moves ASGI WebSocket messages through its `OcppSession`.
+
+Reads frames, hands valid CALLs to the handler (in order; an asynchronous handler never blocks the
+reading of results), sends answers, runs the gateway's own CALLs one at a time (FIFO, with a
+timeout), and closes with a code and reason. Nothing here raises into the server: a handler failure
+is an InternalError answer, a closed socket ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from .events import GatewayEvent
+from .handler import ActionNotHandled, CallHandler
+from .logs import event
+from .ocppj.codec import CallError, CallResult
+from .ocppj.errors import RpcErrorKind
+from .registry import SessionInfo
+from .router import CallFailed, Router
+from .session import Dispatch, Drop, Notify, OcppSession, Reply, Resolve
+
+log = logging.getLogger("gateway.connection")
+DEBUG = logging.DEBUG
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # the gateway shuts down
+CLOSE_PROTOCOL_ERROR = 1002  # no common OCPP version
+CLOSE_POLICY_VIOLATION = 1008  # too many invalid messages
+CLOSE_REPLACED = 4000  # a newer connection for the same identity took over
+CLOSE_GRACE_SECONDS = 5.0  # how long a peer may take to answer our close frame
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSettings:
+    """Per-connection limits taken from the configuration."""
+
+    call_timeout: float = 30.0
+
+
+class ChargePointConnection:
+    """One accepted charge point WebSocket."""
+
+    def __init__(
+        self,
+        info: SessionInfo,
+        session: OcppSession,
+        send: Any,
+        handler: CallHandler,
+        router: Router,
+        settings: ConnectionSettings,
+    ) -> None:
+        self.info = info
+        self.session = session
+        self._send = send
+        self._handler = handler
+        self._router = router
+        self._settings = settings
+        self._call_lock = asyncio.Lock()
+        self._pending: asyncio.Future[CallResult | CallError] | None = None
+        self._inbox: deque[Dispatch] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._forced = False
+        self.closed = False
+        self.close_code: int | None = None
+        self.last_message_at = info.connected_at
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def run(self, receive: Any) -> int:
+        """Serve the connection until the peer disconnects; return the close code."""
+        self._task = asyncio.current_task()
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    await self._on_frame(text if text is not None else message.get("bytes") or b"")
+                elif kind == "websocket.disconnect":
+                    return int(message.get("code", 1005))
+        except asyncio.CancelledError:
+            if self._forced:
+                return 1006
+            raise
+        finally:
+            self.closed = True
+            self._fail_pending(CallFailed("offline", "the charge point disconnected"))
+            if self._worker is not None:
+                self._worker.cancel()
+
+    async def _on_frame(self, frame: str | bytes) -> None:
+        self.last_message_at = time.time()
+        if self._router.has_listeners:
+            self._publish(frame if isinstance(frame, str) else repr(frame)[:200], "in")
+        outcome = self.session.receive(frame)
+        kind = type(outcome)
+        if kind is Dispatch:
+            if log.isEnabledFor(DEBUG):
+                self._debug("in", outcome.call.action, outcome.call.message_id)
+            if outcome.violation is not None:
+                self._violation("in", outcome.call.action, outcome.violation.reason)
+            await self._dispatch(outcome)
+        elif kind is Reply:
+            event(
+                log,
+                "message_refused",
+                logging.WARNING,
+                identity=self.info.identity,
+                message_id=outcome.message_id,
+                error_code=outcome.error_code,
+                reason=outcome.reason,
+            )
+            await self._send_text(outcome.frame)
+        elif kind is Resolve:
+            await self._resolve(outcome)
+        elif kind is Notify:
+            if outcome.violation is not None:
+                self._violation("in", outcome.send.action, outcome.violation.reason)
+            try:
+                self._handler.notify(self.info, self.session.version, outcome.send)
+            except Exception:
+                log.exception("SEND handler failed", extra={"fields": self._fields()})
+        else:
+            assert isinstance(outcome, Drop)
+            event(
+                log,
+                "message_dropped",
+                logging.WARNING,
+                identity=self.info.identity,
+                message_id=outcome.message_id,
+                reason=outcome.reason,
+            )
+        if self.session.exhausted and not self.closed:
+            event(
+                log,
+                "bad_message_cap_reached",
+                logging.WARNING,
+                identity=self.info.identity,
+                bad_messages=self.session.bad_messages,
+            )
+            await self.close(CLOSE_POLICY_VIOLATION, "too many invalid OCPP messages")
+
+    async def _dispatch(self, dispatch: Dispatch) -> None:
+        if self._worker is not None:  # an asynchronous answer is under way: keep the order
+            self._inbox.append(dispatch)
+            return
+        result = self._invoke(dispatch)
+        if inspect.isawaitable(result):  # answer from a worker; the read loop goes on
+            self._worker = asyncio.create_task(self._work(dispatch, result))
+            return
+        await self._send_text(self._answer(dispatch, result))
+
+    def _invoke(self, dispatch: Dispatch) -> Any:
+        try:
+            return self._handler.handle(self.info, self.session.version, dispatch.call)
+        except Exception as exc:
+            return exc
+
+    async def _work(self, dispatch: Dispatch, result: Any) -> None:
+        try:
+            while True:
+                if inspect.isawaitable(result):
+                    try:
+                        result = await result
+                    except Exception as exc:
+                        result = exc
+                await self._send_text(self._answer(dispatch, result))
+                if not self._inbox:
+                    return
+                dispatch = self._inbox.popleft()
+                result = self._invoke(dispatch)
+        finally:
+            self._worker = None
+
+    def _answer(self, dispatch: Dispatch, result: Any) -> str:
+        """The frame answering `dispatch`: the handler's payload, or the error it raised."""
+        call = dispatch.call
+        if isinstance(result, ActionNotHandled):
+            reason = f"{call.action} is not handled by this gateway"
+            return self.session.answer_error(call, RpcErrorKind.NOT_SUPPORTED, reason)
+        if isinstance(result, Exception):
+            log.error(
+                "call handler failed", exc_info=result, extra={"fields": self._fields(call.action)}
+            )
+            reason = "the CSMS failed to process the request"
+            return self.session.answer_error(call, RpcErrorKind.INTERNAL, reason)
+        frame, violation = self.session.answer(call, result)
+        if violation is not None:
+            self._violation("out", call.action + "Response", violation.reason)
+        return frame
+
+    async def _resolve(self, outcome: Resolve) -> None:
+        if log.isEnabledFor(DEBUG):
+            self._debug("in", outcome.action, outcome.message_id)
+        pending = self._pending
+        self.session.end_call(outcome.message_id)
+        if outcome.violation is not None:
+            self._violation("in", outcome.action + "Response", outcome.violation.reason)
+        if outcome.frame is not None:
+            await self._send_text(outcome.frame)
+        if pending is None or pending.done():
+            return
+        if outcome.frame is not None or (
+            outcome.violation is not None and self.session.validation == "strict"
+        ):
+            pending.set_exception(
+                CallFailed(
+                    "invalid",
+                    f"charge point answered an invalid response: "
+                    f"{outcome.violation.reason if outcome.violation else ''}",
+                )
+            )
+        else:
+            pending.set_result(outcome.result)
+
+    # -- the gateway's own CALLs -------------------------------------------------------------------
+
+    async def call(
+        self, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> CallResult | CallError:
+        """Send a CALL and wait for the charge point's answer; calls queue FIFO, one at a time."""
+        async with self._call_lock:
+            if self.closed:
+                raise CallFailed("offline", f"charge point {self.info.identity} is not connected")
+            started = self.session.begin_call(action, payload)
+            if not isinstance(started, tuple):
+                raise CallFailed("invalid", started.reason)
+            message_id, frame = started
+            future: asyncio.Future[CallResult | CallError] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._pending = future
+            try:
+                if log.isEnabledFor(DEBUG):
+                    self._debug("out", action, message_id)
+                await self._send_text(frame)
+                return await asyncio.wait_for(future, timeout or self._settings.call_timeout)
+            except TimeoutError:
+                event(
+                    log,
+                    "call_timeout",
+                    logging.WARNING,
+                    identity=self.info.identity,
+                    action=action,
+                    message_id=message_id,
+                )
+                raise CallFailed("timeout", f"no answer to {action} within the timeout") from None
+            finally:
+                self._pending = None
+                self.session.end_call(message_id)
+
+    def _fail_pending(self, error: CallFailed) -> None:
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(error)
+
+    # -- writing and closing -----------------------------------------------------------------------
+
+    async def _send_text(self, frame: str) -> None:
+        if self.closed:
+            return
+        if self._router.has_listeners:
+            self._publish(frame, "out")
+        try:
+            await self._send({"type": "websocket.send", "text": frame})
+        except Exception:  # the transport is gone: the read loop will see the disconnect
+            self.closed = True
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code` and `reason`; the session ends even if the peer never answers."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self._fail_pending(CallFailed("closed", reason))
+        with contextlib.suppress(Exception):  # already gone: nothing to close
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._force_end)
+
+    def _force_end(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            self._forced = True
+            task.cancel()
+
+    # -- observability -----------------------------------------------------------------------------
+
+    def _publish(self, frame: str, direction: str) -> None:
+        self._router.publish(
+            GatewayEvent(
+                "message",
+                self.info.identity,
+                self.info.subprotocol,
+                time.time(),
+                direction=direction,
+                frame=frame,  # type: ignore[arg-type]
+            )
+        )
+
+    def _fields(self, action: str | None = None) -> dict[str, Any]:
+        return {"identity": self.info.identity, "action": action}
+
+    def _debug(self, direction: str, action: str, message_id: str) -> None:
+        event(
+            log,
+            "message",
+            DEBUG,
+            identity=self.info.identity,
+            direction=direction,
+            action=action,
+            message_id=message_id,
+        )
+
+    def _violation(self, direction: str, action: str, reason: str) -> None:
+        event(
+            log,
+            "schema_violation_passed",
+            logging.WARNING,
+            identity=self.info.identity,
+            direction=direction,
+            action=action,
+            reason=reason,
+            validation="lenient",
+        )

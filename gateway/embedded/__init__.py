@@ -1,0 +1,1 @@
+"""The embedded central system: answers charge-point-initiated actions when no backend is set."""

@@ -1,0 +1,49 @@
+"""Types shared by the embedded handler tables of every OCPP version."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+BootStatus = Literal["Accepted", "Pending", "Rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    """Operator-tunable answers of the embedded central system."""
+
+    boot_status: BootStatus = "Accepted"
+    heartbeat_interval_s: int = 300
+
+
+@dataclass(slots=True)
+class EmbeddedState:
+    """Process-wide mutable state of the embedded central system (transaction ids)."""
+
+    _transaction_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def next_transaction_id(self) -> int:
+        """A new 1.6 transactionId, unique within this process."""
+        return next(self._transaction_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedContext:
+    """What a handler may use besides the request payload."""
+
+    identity: str
+    settings: EmbeddedSettings
+    state: EmbeddedState
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def timestamp(self) -> str:
+        """`now` as an RFC 3339 UTC timestamp with millisecond precision (`...Z`)."""
+        return self.now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.now.microsecond // 1000:03d}Z"
+
+
+Payload = dict[str, Any]
+Handler = Callable[[Payload, EmbeddedContext], Payload]
+HandlerTable = Mapping[str, Handler]

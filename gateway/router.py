@@ -1,0 +1,66 @@
+"""Routes between charge point sessions and their consumers (UI, backends, the embedded system).
+
+Consumers send CALLs to a charge point by identity and subscribe to session events; the router finds
+the live session in the registry and fans events out to listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .events import GatewayEvent, Listener
+from .ocppj.codec import CallError, CallResult
+from .registry import SessionRegistry
+
+log = logging.getLogger("gateway.router")
+
+
+class CallFailed(Exception):
+    """A gateway CALL got no answer from the charge point: why, in one word, and the detail."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason  # offline | timeout | invalid | closed
+        self.detail = detail
+
+
+class Router:
+    """Sends CALLs to charge points by identity and publishes session events."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+        self._listeners: list[Listener] = []
+
+    @property
+    def has_listeners(self) -> bool:
+        """True when someone listens (lets the hot path skip building events)."""
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener` for every event (it must not block)."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling `listener`."""
+        self._listeners.remove(listener)
+
+    def publish(self, event: GatewayEvent) -> None:
+        """Hand `event` to every listener; a failing listener is logged, never propagated."""
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed", extra={"fields": {"kind": event.kind}})
+
+    async def call(
+        self, identity: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> CallResult | CallError:
+        """Send a CALL to the charge point and return its CALLRESULT or CALLERROR.
+
+        Raises `CallFailed` (offline, timeout, invalid, closed).
+        """
+        session = self.registry.get(identity)
+        if session is None:
+            raise CallFailed("offline", f"charge point {identity} is not connected")
+        return await session.call(action, payload, timeout)

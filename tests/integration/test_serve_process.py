@@ -1,0 +1,143 @@
+"""`ocpp-gateway serve` as a real process: start, serve, SIGTERM drain, several workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+import websockets
+
+from .clients import running_station
+
+
+class ServeProcess:
+    """A running `python -m gateway serve` with its JSON log lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict] = []
+        self.port = 0
+
+    async def wait_for(self, event: str, timeout: float = 10.0, count: int = 1) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.lines if line.get("event") == event]
+            if len(found) >= count:
+                return found[count - 1]
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, (
+                f"no '{event}' log line; saw {[x.get('event') for x in self.lines]}"
+            )
+            raw = await asyncio.wait_for(self.process.stdout.readline(), remaining)
+            assert raw, f"process exited; saw {self.lines}"
+            try:
+                self.lines.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                self.lines.append({"event": "non-json", "text": raw.decode(errors="replace")})
+
+    async def drain_output(self) -> None:
+        async for raw in self.process.stdout:
+            try:
+                self.lines.append(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                self.lines.append({"event": "non-json", "text": raw.decode(errors="replace")})
+
+
+@pytest.fixture
+async def serve_process(tmp_path: Path) -> AsyncIterator:
+    started: list[ServeProcess] = []
+
+    async def start(extra_toml: str = "") -> ServeProcess:
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            '[server]\nws_bind = ["127.0.0.1:0"]\ndrain_seconds = 3\n'
+            + extra_toml
+            + '\n[log]\nformat = "json"\n'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "serve",
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        serving = ServeProcess(process)
+        started.append(serving)
+        listening = await serving.wait_for("listening")
+        serving.port = int(listening["addresses"][0].rsplit(":", 1)[1])
+        return serving
+
+    yield start
+    for serving in started:
+        if serving.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(serving.process.pid, signal.SIGKILL)
+            await serving.process.wait()
+
+
+async def test_sigterm_closes_sessions_with_1001_and_exits_in_bounded_time(serve_process):
+    server = await serve_process()
+    await server.wait_for("worker_started")
+    url = f"ws://127.0.0.1:{server.port}/ocpp/TERM1"
+    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+        await ws.send('[2,"1","Heartbeat",{}]')
+        assert (await asyncio.wait_for(ws.recv(), 5)).startswith('[3,"1"')
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == 1001
+    code = await asyncio.wait_for(server.process.wait(), 10)
+    assert code == 0
+    assert time.monotonic() - started < 6, "drain bounded by drain_seconds + graceful timeout"
+    await server.drain_output()
+    events = [line.get("event") for line in server.lines]
+    assert "drain_started" in events and "drain_finished" in events
+
+
+async def test_two_workers_serve_the_same_port(serve_process):
+    server = await serve_process("workers = 2\n")
+    await server.wait_for("worker_started", count=2, timeout=20)
+    url = f"ws://127.0.0.1:{server.port}/ocpp/"
+    for index in range(6):
+        subprotocol = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")[index % 3]
+        async with running_station(url + f"W{index}", subprotocol, f"W{index}") as station:
+            from ocpp.v16 import call as call16
+
+            if subprotocol == "ocpp1.6":
+                result = await station.call(call16.Heartbeat())
+                assert result.current_time
+    workers = {line["pid"] for line in server.lines if line.get("event") == "worker_started"}
+    assert len(workers) == 2
+    server.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(server.process.wait(), 15) == 0
+
+
+async def test_invalid_configuration_refuses_to_start_naming_the_key(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[limits]\ncall_timeout_seconds = -1\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 2
+    assert b"limits.call_timeout_seconds" in stderr
