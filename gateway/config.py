@@ -129,6 +129,9 @@ class LimitsConfig:
     pong_timeout_seconds: float = _opt(
         30.0, "a peer silent for ping_interval + pong_timeout is declared dead and closed"
     )
+    close_timeout_seconds: float = _opt(
+        5.0, "how long a peer may take to answer the gateway's close frame before it is dropped"
+    )
     max_bad_messages: int = _opt(
         20, "refused messages a session may send before it is closed; 0 disables the cap"
     )
@@ -138,6 +141,7 @@ class LimitsConfig:
         _check_range("limits.call_timeout_seconds", self.call_timeout_seconds, 0.1, 3600)
         _check_range("limits.ping_interval_seconds", self.ping_interval_seconds, 0, 86400)
         _check_range("limits.pong_timeout_seconds", self.pong_timeout_seconds, 0.1, 3600)
+        _check_range("limits.close_timeout_seconds", self.close_timeout_seconds, 0.1, 600)
         _check_range("limits.max_bad_messages", self.max_bad_messages, 0, 1_000_000)
 
 

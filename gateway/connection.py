@@ -34,7 +34,6 @@ CLOSE_GOING_AWAY = 1001  # the gateway shuts down
 CLOSE_PROTOCOL_ERROR = 1002  # no common OCPP version
 CLOSE_POLICY_VIOLATION = 1008  # too many invalid messages
 CLOSE_REPLACED = 4000  # a newer connection for the same identity took over
-CLOSE_GRACE_SECONDS = 5.0  # how long a peer may take to answer our close frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +41,7 @@ class ConnectionSettings:
     """Per-connection limits taken from the configuration."""
 
     call_timeout: float = 30.0
+    close_timeout: float = 5.0  # how long a peer may take to answer our close frame
 
 
 class ChargePointConnection:
@@ -87,9 +87,12 @@ class ChargePointConnection:
                 elif kind == "websocket.disconnect":
                     return int(message.get("code", 1005))
         except asyncio.CancelledError:
-            if self._forced:
-                return 1006
-            raise
+            if not self._forced:
+                raise
+            if self._task is not None:
+                self._task.uncancel()  # our own cancellation: end the session normally
+            event(log, "close_timeout", logging.WARNING, identity=self.info.identity)
+            return 1006
         finally:
             self.closed = True
             self._fail_pending(CallFailed("offline", "the charge point disconnected"))
@@ -282,7 +285,7 @@ class ChargePointConnection:
         self._fail_pending(CallFailed("closed", reason))
         with contextlib.suppress(Exception):  # already gone: nothing to close
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._force_end)
+        asyncio.get_running_loop().call_later(self._settings.close_timeout, self._force_end)
 
     def _force_end(self) -> None:
         task = self._task

@@ -75,7 +75,8 @@ class Gateway:
             )
         )
         self.connection_settings = ConnectionSettings(
-            call_timeout=config.limits.call_timeout_seconds
+            call_timeout=config.limits.call_timeout_seconds,
+            close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
 

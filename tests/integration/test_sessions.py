@@ -229,3 +229,19 @@ async def test_unknown_boot_state_is_gated_only_when_configured(start_gateway):
     async with websockets.connect(server.url("GATED"), subprotocols=["ocpp1.6"]) as ws:
         await ws.send('[2,"h3","Heartbeat",{}]')
         assert orjson.loads(await asyncio.wait_for(ws.recv(), 2))[:2] == [3, "h3"]
+
+
+async def test_replaced_peer_that_never_answers_the_close_is_dropped(start_gateway):
+    server = await start_gateway(limits={"close_timeout_seconds": 0.5})
+    sock = await asyncio.to_thread(_open_without_reading_pings, server.port)
+    try:
+        await _until(lambda: server.gateway.registry.get("SILENT") is not None)
+        old = server.gateway.registry.get("SILENT")
+        async with websockets.connect(server.url("SILENT"), subprotocols=["ocpp1.6"]) as ws:
+            await _until(lambda: server.gateway.registry.get("SILENT") is not old)
+            await _until(lambda: old._task is not None and old._task.done(), timeout=3)
+            assert not old._task.cancelled(), "the old session ended normally"
+            await ws.send('[2,"1","Heartbeat",{}]')
+            assert (await asyncio.wait_for(ws.recv(), 2)).startswith('[3,"1"')
+    finally:
+        sock.close()
