@@ -142,6 +142,18 @@ async def test_ocpp2_charging_station_runs_a_full_session(gateway_server, subpro
         )
 
 
+HEARTBEAT_VARIABLE = {
+    "component": {"name": "OCPPCommCtrlr"},
+    "variable": {"name": "HeartbeatInterval"},
+}
+GET_VARIABLES = {"getVariableData": [HEARTBEAT_VARIABLE]}
+GET_VARIABLES_ANSWER = {
+    "getVariableResult": [
+        {"attributeStatus": "Accepted", "attributeValue": "42", **HEARTBEAT_VARIABLE}
+    ]
+}
+
+
 @pytest.mark.parametrize(
     ("subprotocol", "action", "payload", "expected"),
     [
@@ -154,46 +166,14 @@ async def test_ocpp2_charging_station_runs_a_full_session(gateway_server, subpro
         (
             "ocpp2.0.1",
             "GetVariables",
-            {
-                "getVariableData": [
-                    {
-                        "component": {"name": "OCPPCommCtrlr"},
-                        "variable": {"name": "HeartbeatInterval"},
-                    }
-                ]
-            },
-            {
-                "getVariableResult": [
-                    {
-                        "attributeStatus": "Accepted",
-                        "attributeValue": "42",
-                        "component": {"name": "OCPPCommCtrlr"},
-                        "variable": {"name": "HeartbeatInterval"},
-                    }
-                ]
-            },
+            GET_VARIABLES,
+            GET_VARIABLES_ANSWER,
         ),
         (
             "ocpp2.1",
             "GetVariables",
-            {
-                "getVariableData": [
-                    {
-                        "component": {"name": "OCPPCommCtrlr"},
-                        "variable": {"name": "HeartbeatInterval"},
-                    }
-                ]
-            },
-            {
-                "getVariableResult": [
-                    {
-                        "attributeStatus": "Accepted",
-                        "attributeValue": "42",
-                        "component": {"name": "OCPPCommCtrlr"},
-                        "variable": {"name": "HeartbeatInterval"},
-                    }
-                ]
-            },
+            GET_VARIABLES,
+            GET_VARIABLES_ANSWER,
         ),
     ],
 )
