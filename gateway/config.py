@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import string
 import tomllib
@@ -44,7 +45,9 @@ def _opt(default: Any, help: str, *, secret: bool = False) -> Any:
 class ServerConfig:
     """Listeners, workers and shutdown."""
 
-    ws_bind: list[str] = _opt(["0.0.0.0:9000"], "host:port list for plain ws listeners")
+    ws_bind: list[str] = _opt(
+        ["0.0.0.0:9000"], "host:port list for plain ws (profiles 0 and 1); [] disables it"
+    )
     path_prefix: str = _opt("/ocpp", "URL path in front of /{chargePointId}")
     workers: int = _opt(1, "number of worker processes sharing the listeners")
     worker_class: Literal["auto", "uvloop", "asyncio"] = _opt(
@@ -58,8 +61,6 @@ class ServerConfig:
     def __post_init__(self) -> None:
         for bind in self.ws_bind:
             _check_bind("server.ws_bind", bind)
-        if not self.ws_bind:
-            raise ConfigError("server.ws_bind", "no listener is configured", "list a host:port")
         prefix = self.path_prefix
         if (
             not prefix.startswith("/")
@@ -161,6 +162,82 @@ class EmbeddedConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """The wss listener (profiles 2 and 3), the CA store and TLS offload."""
+
+    wss_bind: list[str] = _opt(
+        ["0.0.0.0:9443"], "host:port list for wss (profiles 2 and 3); [] disables it"
+    )
+    certs_dir: str = _opt("certs", "the CA store: trust anchors, CRLs, server chains and keys")
+    dev_certificates: bool = _opt(
+        True, "generate a dev CA and server certificates when certs_dir has no server chain"
+    )
+    server_name: str = _opt("localhost", "host name (CN and SAN) of generated server certificates")
+    handshake_timeout_seconds: float = _opt(10.0, "bound on one TLS handshake")
+    reload_interval_seconds: float = _opt(
+        2.0, "how often the CA store and charge point records are checked for changes"
+    )
+    offload: bool = _opt(False, "trust TLS facts from a TLS-terminating proxy (see docs)")
+    offload_trusted_proxies: list[str] = _opt(
+        [], "addresses or networks (CIDR) of the proxies whose TLS headers are believed"
+    )
+    offload_scheme_header: str = _opt(
+        "x-forwarded-proto", "header carrying https/wss when the proxy terminated TLS"
+    )
+    offload_client_cert_header: str = _opt(
+        "x-ssl-client-cert", "header carrying the URL-encoded PEM client certificate"
+    )
+
+    def __post_init__(self) -> None:
+        for bind in self.wss_bind:
+            _check_bind("tls.wss_bind", bind)
+        _check_range("tls.handshake_timeout_seconds", self.handshake_timeout_seconds, 0.1, 300)
+        _check_range("tls.reload_interval_seconds", self.reload_interval_seconds, 0.1, 3600)
+        for network in self.offload_trusted_proxies:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    "tls.offload_trusted_proxies",
+                    f"'{network}' is not an address or network",
+                    "write e.g. 10.0.0.5 or 10.0.0.0/24",
+                ) from None
+        if self.offload and not self.offload_trusted_proxies:
+            raise ConfigError(
+                "tls.offload",
+                "offload is on but no proxy is trusted",
+                "list the proxies in tls.offload_trusted_proxies",
+            )
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Charge point records, unknown identities and brute-force protection."""
+
+    records_file: str = _opt("data/charge-points.json", "where charge point records are persisted")
+    unknown_identity_status: int = _opt(
+        401, "401 answers unknown identities like bad credentials; 404 tells them apart"
+    )
+    dev_auto_register: bool = _opt(
+        False, "development only: unknown identities on ws become profile-0 records"
+    )
+    max_auth_failures: int = _opt(
+        5, "failed authentications per identity or address before a lockout; 0 disables"
+    )
+    failure_window_seconds: float = _opt(60.0, "window in which failures are counted")
+    lockout_seconds: float = _opt(300.0, "how long a lockout lasts")
+
+    def __post_init__(self) -> None:
+        if self.unknown_identity_status not in (401, 404):
+            raise ConfigError(
+                "security.unknown_identity_status", "only 401 or 404 are allowed", "use 401 or 404"
+            )
+        _check_range("security.max_auth_failures", self.max_auth_failures, 0, 1_000_000)
+        _check_range("security.failure_window_seconds", self.failure_window_seconds, 1, 86400)
+        _check_range("security.lockout_seconds", self.lockout_seconds, 0, 86400 * 7)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -178,7 +255,23 @@ class GatewayConfig:
     ocpp: OcppConfig = field(default_factory=OcppConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if not self.server.ws_bind and not self.tls.wss_bind:
+            raise ConfigError(
+                "server.ws_bind", "no listener is configured", "set server.ws_bind or tls.wss_bind"
+            )
+        ws_ports = {bind.rpartition(":")[2] for bind in self.server.ws_bind}
+        clash = ws_ports & {bind.rpartition(":")[2] for bind in self.tls.wss_bind} - {"0"}
+        if clash:
+            raise ConfigError(
+                "tls.wss_bind",
+                f"port {sorted(clash)[0]} is used by both ws and wss",
+                "give the wss listener its own port",
+            )
 
 
 def _check_bind(key: str, bind: str) -> None:
@@ -315,7 +408,14 @@ def load_config(
                 raise
             env = f"{ENV_PREFIX}{name}_{key}".upper()
             raise ConfigError(exc.key, exc.problem, exc.fix, env) from None
-    return GatewayConfig(**built)
+    try:
+        return GatewayConfig(**built)
+    except ConfigError as exc:
+        section, _, key = exc.key.partition(".")
+        if exc.env or not values.get(section, {}).get(key, (None, False))[1]:
+            raise
+        env = f"{ENV_PREFIX}{section}_{key}".upper()
+        raise ConfigError(exc.key, exc.problem, exc.fix, env) from None
 
 
 def describe(config: GatewayConfig) -> dict[str, dict[str, Any]]:

@@ -70,6 +70,7 @@ class ChargePointConnection:
         self._forced = False
         self.closed = False
         self.close_code: int | None = None
+        self.client_chain: tuple[bytes, ...] = ()  # profile 3: re-checked on CA store changes
         self.last_message_at = info.connected_at
 
     # -- reading ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-EventKind = Literal["connected", "disconnected", "message"]
+EventKind = Literal["connected", "disconnected", "message", "security"]
 Direction = Literal["in", "out"]
 
 
@@ -21,6 +21,9 @@ class GatewayEvent:
     direction: Direction | None = None
     frame: str | None = None
     close_code: int | None = None
+    reason: str | None = None  # security events: the stable reason code
+    remote: str | None = None  # security events: the peer address
+    detail: str | None = None
 
 
 Listener = Callable[[GatewayEvent], None]

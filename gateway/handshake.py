@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .identity import IdentityError, IdentityRules
 from .negotiation import negotiate_subprotocol
@@ -27,6 +27,7 @@ class HandshakeFacts:
     headers: tuple[tuple[bytes, bytes], ...]
     client: str
     scheme: str
+    tls: dict[str, Any] | None = None  # the ASGI TLS extension when the gateway terminated TLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Allow:
     profile: int = 0
     allowed_versions: frozenset[str] | None = None
     validation: ValidationMode | None = None
+    client_chain: tuple[bytes, ...] = ()  # profile 3: the checked chain, re-checked on reloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Refuse:
     detail: str
     identity: str | None = None
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    body: str | None = None  # what the client is told; `detail` when None (safe to show)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,7 @@ class Admit:
     version: OcppVersion
     validation: ValidationMode
     profile: int
+    client_chain: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,4 +131,5 @@ class HandshakePipeline:
             self._versions[chosen],
             allowed.validation or self._validation,
             allowed.profile,
+            allowed.client_chain,
         )

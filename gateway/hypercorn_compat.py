@@ -9,6 +9,9 @@ Internals used:
   created once by the supervisor in every worker, with our own drain as the shutdown trigger.
 - `hypercorn.protocol.ws_stream.Handshake`: its `extensions` attribute holds the client's offered
   extensions; clearing it declines permessage-deflate, which Hypercorn otherwise always accepts.
+- `hypercorn.config.Config._create_sockets(binds)`: binds listeners the way Hypercorn does.
+- `hypercorn.asyncio.tcp_server.TCPServer.run` reading `self.writer` and `self.app`: the gateway
+  terminates TLS at its start (`gateway/tls_listener.py`) and wraps `self.app` per connection.
 """
 
 from __future__ import annotations
@@ -40,6 +43,19 @@ def check_compatible() -> None:
     handshake_init = inspect.signature(ws_stream.Handshake.__init__).parameters
     if list(handshake_init) != ["self", "headers", "http_version"]:
         raise HypercornIncompatible("hypercorn Handshake.__init__ changed its signature")
+    from hypercorn.asyncio.tcp_server import TCPServer
+    from hypercorn.config import Config
+
+    if not callable(getattr(Config, "_create_sockets", None)):
+        raise HypercornIncompatible("hypercorn Config._create_sockets is gone")
+    from . import tls_listener
+
+    run = tls_listener.original_run() or TCPServer.run
+    run_source = inspect.getsource(run)
+    if 'self.writer.get_extra_info("ssl_object")' not in run_source or "self.app" not in run_source:
+        raise HypercornIncompatible(
+            "hypercorn TCPServer.run no longer reads writer/app as expected"
+        )
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")

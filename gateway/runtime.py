@@ -9,11 +9,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from security.certcheck import CertRejected, check_client_certificate
+from security.policy import Authenticator, PolicySettings
+from security.records import InMemoryRecordStore, JsonFileRecordStore, RecordStore
+from security.throttle import FailureLimiter
+
+from .admission import OffloadSettings, ProfilePolicy
 from .config import GatewayConfig
 from .connection import (
     CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_REPLACED,
     ChargePointConnection,
@@ -27,7 +36,6 @@ from .handshake import (
     HandshakeFacts,
     HandshakePipeline,
     NoCommonVersion,
-    OpenPolicy,
     Refuse,
     SecurityPolicy,
 )
@@ -35,7 +43,9 @@ from .identity import IdentityRules
 from .logs import event
 from .registry import InMemoryRegistry, SessionInfo, SessionRegistry
 from .router import Router
+from .security_events import SecurityEvents
 from .session import OcppSession
+from .trust import TrustState
 from .versions import VERSIONS
 
 log = logging.getLogger("gateway")
@@ -55,6 +65,7 @@ class Gateway:
         config: GatewayConfig,
         *,
         registry: SessionRegistry | None = None,
+        records: RecordStore | None = None,
         security: SecurityPolicy | None = None,
         handler: CallHandler | None = None,
     ) -> None:
@@ -62,12 +73,21 @@ class Gateway:
         self.identity_rules = IdentityRules(
             config.server.path_prefix, config.ocpp.identity_extra_characters
         )
-        versions = [VERSIONS[name] for name in config.ocpp.versions]
-        self.pipeline = HandshakePipeline(
-            self.identity_rules, versions, security or OpenPolicy(), config.ocpp.validation
-        )
         self.registry = registry or InMemoryRegistry()
         self.router = Router(self.registry)
+        self.events = SecurityEvents(self.router)
+        records_file = config.security.records_file
+        self.records = records or (
+            JsonFileRecordStore(records_file) if records_file else InMemoryRecordStore()
+        )
+        self.trust = TrustState(Path(config.tls.certs_dir), with_tls=bool(config.tls.wss_bind))
+        versions = [VERSIONS[name] for name in config.ocpp.versions]
+        self.pipeline = HandshakePipeline(
+            self.identity_rules,
+            versions,
+            security or self._profile_policy(),
+            config.ocpp.validation,
+        )
         self.handler = handler or EmbeddedCentralSystem(
             EmbeddedSettings(
                 boot_status=config.embedded.boot_status,
@@ -79,6 +99,90 @@ class Gateway:
             close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def _profile_policy(self) -> ProfilePolicy:
+        settings = self.config.security
+        authenticator = Authenticator(
+            self.records,
+            lambda: self.trust.store,
+            PolicySettings(settings.unknown_identity_status, settings.dev_auto_register),  # type: ignore[arg-type]
+            FailureLimiter(
+                settings.max_auth_failures,
+                settings.failure_window_seconds,
+                settings.lockout_seconds,
+            ),
+        )
+        tls = self.config.tls
+        offload = (
+            OffloadSettings.build(
+                tls.offload_trusted_proxies,
+                tls.offload_scheme_header,
+                tls.offload_client_cert_header,
+            )
+            if tls.offload
+            else None
+        )
+        return ProfilePolicy(authenticator, self.events, offload)
+
+    def tls_failure(self, peer: str, reason: str, detail: str) -> None:
+        """A TLS handshake failed before any HTTP: a security event with the peer address."""
+        self.events.emit(reason, identity=None, remote=peer, detail=detail, layer="tls")
+
+    async def watch(self) -> None:
+        """Apply changes to the CA store and the records while running (every reload interval)."""
+        while True:
+            await asyncio.sleep(self.config.tls.reload_interval_seconds)
+            try:
+                self.apply_changes()
+            except Exception:
+                log.exception("reload failed")
+
+    def apply_changes(self) -> None:
+        """Reload records and trust material if they changed; close sessions no longer allowed."""
+        refresh = getattr(self.records, "refresh", None)
+        records_changed = bool(refresh()) if refresh is not None else False
+        reloaded = self.trust.reload_if_changed()
+        if reloaded is not None and reloaded.context_changed:
+            from . import tls_listener
+
+            termination = tls_listener.current()
+            if termination is not None and self.trust.context is not None:
+                termination.context = self.trust.context
+        if records_changed or (reloaded is not None and reloaded.store_changed):
+            self._recheck_sessions()
+
+    def _recheck_sessions(self) -> None:
+        now = datetime.now(UTC)
+        for session in self.registry.local_sessions():
+            info = session.info
+            record = self.records.get(info.identity)
+            reason, detail = None, ""
+            if record is None or not record.enabled:
+                reason = "record_removed" if record is None else "record_disabled"
+                detail = "the charge point record was removed or disabled"
+            elif record.security_profile > info.security_profile:
+                reason, detail = "profile_raised", "the record now demands a higher profile"
+            else:
+                chain = getattr(session, "client_chain", ())
+                if chain:
+                    checked = check_client_certificate(
+                        chain, self.trust.store, now, record.certificate_cn, record.expected_o
+                    )
+                    if isinstance(checked, CertRejected):
+                        reason, detail = checked.reason, checked.detail
+            if reason is not None:
+                self.events.emit(
+                    reason,
+                    identity=info.identity,
+                    remote=info.remote,
+                    detail=f"live session closed: {detail}",
+                )
+                task = asyncio.get_running_loop().create_task(
+                    session.close(CLOSE_POLICY_VIOLATION, f"no longer allowed: {reason}")
+                )
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     async def serve_charge_point(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI WebSocket application of the charge point route."""
@@ -101,6 +205,7 @@ class Gateway:
             headers=tuple(scope.get("headers") or ()),
             client=remote,
             scheme=scope.get("scheme", "ws"),
+            tls=(scope.get("extensions") or {}).get("tls"),
         )
         verdict = self.pipeline.evaluate(facts)
         if isinstance(verdict, Refuse):
@@ -142,6 +247,7 @@ class Gateway:
         connection = ChargePointConnection(
             info, session, send, self.handler, self.router, self.connection_settings
         )
+        connection.client_chain = admit.client_chain
         previous = self.registry.claim(connection)
         event(
             log,
@@ -200,7 +306,7 @@ class Gateway:
             reason=refusal.reason,
             detail=refusal.detail,
         )
-        body = (refusal.detail + "\n").encode()
+        body = ((refusal.body or refusal.detail) + "\n").encode()
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),

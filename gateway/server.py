@@ -14,12 +14,18 @@ import math
 import multiprocessing
 import os
 import signal
+from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Any
 
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
+from quart import Quart
 
+from security.devcerts import ensure_dev_certificates
+
+from . import tls_listener
 from .app import create_app, gateway_of
 from .config import GatewayConfig
 from .hypercorn_compat import check_compatible, set_permessage_deflate
@@ -31,8 +37,7 @@ log = logging.getLogger("gateway.server")
 def hypercorn_config(config: GatewayConfig) -> HypercornConfig:
     """Hypercorn's configuration derived from ours."""
     hc = HypercornConfig()
-    hc.bind = list(config.server.ws_bind)
-    hc.insecure_bind = []
+    hc.bind = [*config.server.ws_bind, *config.tls.wss_bind]  # TLS is terminated by tls_listener
     hc.websocket_max_message_size = config.limits.max_frame_bytes
     ping = config.limits.ping_interval_seconds
     hc.websocket_ping_interval = ping or None
@@ -59,16 +64,61 @@ def _use_uvloop(config: GatewayConfig) -> bool:
     return True
 
 
-def run_worker(config: GatewayConfig, sockets: Sockets, supervisor_pid: int | None = None) -> None:
-    """One worker: serve `sockets` until SIGTERM/SIGINT, then drain and stop."""
+@dataclass(frozen=True)
+class Listeners:
+    """The listening sockets (all handed to Hypercorn as plain) and which ports are wss."""
+
+    sockets: Sockets
+    wss_ports: frozenset[int]
+
+    def addresses(self) -> dict[str, list[str]]:
+        """'ws' and 'wss' addresses actually bound (ports resolved)."""
+        result: dict[str, list[str]] = {"ws": [], "wss": []}
+        for sock in self.sockets.insecure_sockets:
+            kind = "wss" if sock.getsockname()[1] in self.wss_ports else "ws"
+            result[kind].append(_address(sock))
+        return result
+
+
+def create_listeners(config: GatewayConfig) -> Listeners:
+    """Bind every ws and wss listener once (the supervisor shares them with its workers)."""
+    hc = HypercornConfig()
+    ws = hc._create_sockets(list(config.server.ws_bind))
+    wss = hc._create_sockets(list(config.tls.wss_bind))
+    for sock in ws + wss:  # accept into the backlog at once, even before a worker serves
+        sock.listen(hc.backlog)
+    return Listeners(Sockets([], ws + wss, []), frozenset(s.getsockname()[1] for s in wss))
+
+
+def prepare_certificates(config: GatewayConfig) -> None:
+    """Dev mode: generate a dev CA and server certificates on the first start with wss."""
+    if not (config.tls.wss_bind and config.tls.dev_certificates):
+        return
+    certs_dir = Path(config.tls.certs_dir)
+    created = ensure_dev_certificates(certs_dir, config.tls.server_name)
+    if created is not None:
+        event(
+            log,
+            "dev_certificates_created",
+            logging.WARNING,
+            certs_dir=str(certs_dir),
+            server_name=config.tls.server_name,
+            detail="a development CA: not for production. Issue a charge point certificate with "
+            "'ocpp-gateway ca issue-cp IDENTITY'",
+        )
+
+
+def run_worker(
+    config: GatewayConfig, listeners: Listeners, supervisor_pid: int | None = None
+) -> None:
+    """One worker: serve the listeners until SIGTERM/SIGINT, then drain and stop."""
     configure_logging(config.log.format, config.log.level)
-    set_permessage_deflate(config.server.permessage_deflate)
     if _use_uvloop(config):
         import uvloop
 
-        uvloop.run(_serve(config, sockets, supervisor_pid))
+        uvloop.run(_worker(config, listeners, supervisor_pid))
     else:
-        asyncio.run(_serve(config, sockets, supervisor_pid))
+        asyncio.run(_worker(config, listeners, supervisor_pid))
 
 
 async def _exit_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
@@ -78,53 +128,81 @@ async def _exit_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _serve(config: GatewayConfig, sockets: Sockets, supervisor_pid: int | None) -> None:
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.utils import wrap_app
-
-    app = create_app(config)
-    gateway = gateway_of(app)
+async def _worker(config: GatewayConfig, listeners: Listeners, supervisor_pid: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    watchdog = None
+    if supervisor_pid is not None:  # a worker must not outlive its supervisor
+        watchdog = loop.create_task(_exit_when_orphaned(supervisor_pid, stop))
+    event(log, "worker_started", pid=os.getpid(), loop=type(loop).__module__.split(".")[0])
+    await serve_gateway(config, listeners, stop)
+    if watchdog is not None:
+        watchdog.cancel()
+    event(log, "worker_stopped")
+
+
+async def serve_gateway(
+    config: GatewayConfig,
+    listeners: Listeners,
+    stop: asyncio.Event,
+    app: Quart | None = None,
+    hc: HypercornConfig | None = None,
+) -> None:
+    """Serve the gateway on `listeners` in this event loop until `stop` is set, then drain."""
+    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.utils import wrap_app
+
+    set_permessage_deflate(config.server.permessage_deflate)
+    app = app or create_app(config)
+    gateway = gateway_of(app)
+    if listeners.wss_ports and gateway.trust.context is not None:
+        tls_listener.install(
+            tls_listener.TlsTermination(
+                gateway.trust.context,
+                listeners.wss_ports,
+                config.tls.handshake_timeout_seconds,
+                gateway.tls_failure,
+            )
+        )
+    else:
+        tls_listener.install(None)
+    watcher = asyncio.get_running_loop().create_task(gateway.watch())
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         await gateway.drain(config.server.drain_seconds)
 
-    if supervisor_pid is not None:  # a worker must not outlive its supervisor
-        watchdog = loop.create_task(_exit_when_orphaned(supervisor_pid, stop))
-    event(log, "worker_started", pid=os.getpid(), loop=type(loop).__module__.split(".")[0])
-    await worker_serve(
-        wrap_app(app, 0, "asgi"),
-        hypercorn_config(config),
-        sockets=sockets,
-        shutdown_trigger=shutdown_trigger,
-    )
-    if supervisor_pid is not None:
-        watchdog.cancel()
-    event(log, "worker_stopped")
+    try:
+        await worker_serve(
+            wrap_app(app, 0, "asgi"),
+            hc or hypercorn_config(config),
+            sockets=listeners.sockets,
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        watcher.cancel()
 
 
 def serve(config: GatewayConfig) -> int:
     """Start the gateway as configured; return the exit status."""
     configure_logging(config.log.format, config.log.level)
     check_compatible()
-    sockets = hypercorn_config(config).create_sockets()
-    listening = [_address(s) for s in sockets.insecure_sockets + sockets.secure_sockets]
+    prepare_certificates(config)
+    listeners = create_listeners(config)
     event(
         log,
         "listening",
-        addresses=listening,
+        **listeners.addresses(),
         path_prefix=config.server.path_prefix,
         versions=list(config.ocpp.versions),
         workers=config.server.workers,
     )
     if config.server.workers == 1:
-        run_worker(config, sockets)
+        run_worker(config, listeners)
         return 0
-    return _supervise(config, sockets)
+    return _supervise(config, listeners)
 
 
 def _address(sock: Any) -> str:
@@ -132,13 +210,13 @@ def _address(sock: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _supervise(config: GatewayConfig, sockets: Sockets) -> int:
+def _supervise(config: GatewayConfig, listeners: Listeners) -> int:
     context = multiprocessing.get_context("spawn")
     stopping = False
 
     def start() -> Any:
         process = context.Process(
-            target=run_worker, args=(config, sockets, os.getpid()), daemon=False
+            target=run_worker, args=(config, listeners, os.getpid()), daemon=False
         )
         process.start()
         return process

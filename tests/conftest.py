@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.utils import wrap_app
 
 from gateway.app import create_app, gateway_of
 from gateway.config import GatewayConfig
 from gateway.hypercorn_compat import set_permessage_deflate
 from gateway.runtime import Gateway
-from gateway.server import hypercorn_config
+from gateway.server import create_listeners, hypercorn_config, prepare_certificates, serve_gateway
 
 
 @dataclass
@@ -26,15 +24,27 @@ class RunningGateway:
     base_url: str
     port: int
     gateway: Gateway
+    wss_port: int | None = None
 
     def url(self, identity: str) -> str:
         return f"{self.base_url}/{identity}"
 
+    def wss_url(self, identity: str) -> str:
+        return f"wss://localhost:{self.wss_port}{self.gateway.config.server.path_prefix}/{identity}"
+
 
 def make_config(**sections: dict[str, Any]) -> GatewayConfig:
-    """A GatewayConfig with loopback defaults; `sections` override fields per section."""
+    """A GatewayConfig for loopback tests; `sections` override fields per section.
+
+    Defaults: ws only on an ephemeral port, records in memory, and unknown identities
+    auto-registered as profile 0 (the core OCPP tests do not exercise security profiles).
+    """
     base = GatewayConfig()
-    overrides = {"server": {"ws_bind": ["127.0.0.1:0"]}}
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"ws_bind": ["127.0.0.1:0"]},
+        "tls": {"wss_bind": []},
+        "security": {"records_file": "", "dev_auto_register": True},
+    }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return dataclasses.replace(
@@ -48,31 +58,30 @@ def make_config(**sections: dict[str, Any]) -> GatewayConfig:
 
 @pytest.fixture
 async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
-    """Factory: `await start_gateway(limits={...})` starts a gateway; all stop at teardown."""
+    """Factory: `await start_gateway(limits={...})` starts a gateway; all stop at teardown.
+
+    `records=` passes a record store (in memory) to the gateway.
+    """
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(**sections: dict[str, Any]) -> RunningGateway:
+    async def start(records: Any = None, **sections: dict[str, Any]) -> RunningGateway:
         config = make_config(**sections)
-        set_permessage_deflate(config.server.permessage_deflate)
+        prepare_certificates(config)
+        listeners = create_listeners(config)
+        app = create_app(config, Gateway(config, records=records))
         hc = hypercorn_config(config)
         # Hypercorn's ping task sleeps a full interval after a close: don't wait for it here.
         hc.graceful_timeout = 0.2
-        sockets = hc.create_sockets()
-        port = sockets.insecure_sockets[0].getsockname()[1]
-        app = create_app(config)
-        gateway = gateway_of(app)
         stop = asyncio.Event()
-
-        async def trigger() -> None:
-            await stop.wait()
-            await gateway.drain(config.server.drain_seconds)
-
-        task = asyncio.create_task(
-            worker_serve(wrap_app(app, 0, "asgi"), hc, sockets=sockets, shutdown_trigger=trigger)
-        )
+        task = asyncio.create_task(serve_gateway(config, listeners, stop, app=app, hc=hc))
         stops.append((stop, task))
         await asyncio.sleep(0.05)
-        return RunningGateway(f"ws://127.0.0.1:{port}{config.server.path_prefix}", port, gateway)
+        addresses = listeners.addresses()
+        port = int(addresses["ws"][0].rsplit(":", 1)[1]) if addresses["ws"] else 0
+        wss_port = int(addresses["wss"][0].rsplit(":", 1)[1]) if addresses["wss"] else None
+        return RunningGateway(
+            f"ws://127.0.0.1:{port}{config.server.path_prefix}", port, gateway_of(app), wss_port
+        )
 
     yield start
     for stop, _ in stops:
@@ -84,5 +93,5 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def gateway_server(start_gateway: Callable[..., Any]) -> RunningGateway:
-    """A gateway with the default configuration."""
+    """A gateway with the default test configuration."""
     return await start_gateway()

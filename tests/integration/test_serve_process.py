@@ -25,6 +25,7 @@ class ServeProcess:
         self.process = process
         self.lines: list[dict] = []
         self.port = 0
+        self.wss_port = 0
 
     async def wait_for(self, event: str, timeout: float = 10.0, count: int = 1) -> dict:
         deadline = time.monotonic() + timeout
@@ -55,11 +56,14 @@ class ServeProcess:
 async def serve_process(tmp_path: Path) -> AsyncIterator:
     started: list[ServeProcess] = []
 
-    async def start(extra_toml: str = "") -> ServeProcess:
+    async def start(extra_toml: str = "", wss: str = "[]") -> ServeProcess:
         config = tmp_path / "gateway.toml"
         config.write_text(
             '[server]\nws_bind = ["127.0.0.1:0"]\ndrain_seconds = 3\n'
             + extra_toml
+            + f'\n[tls]\nwss_bind = {wss}\ncerts_dir = "{tmp_path / "certs"}"\n'
+            + f'\n[security]\nrecords_file = "{tmp_path / "records.json"}"\n'
+            + "dev_auto_register = true\n"
             + '\n[log]\nformat = "json"\n'
         )
         process = await asyncio.create_subprocess_exec(
@@ -76,7 +80,9 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
         serving = ServeProcess(process)
         started.append(serving)
         listening = await serving.wait_for("listening")
-        serving.port = int(listening["addresses"][0].rsplit(":", 1)[1])
+        serving.port = int(listening["ws"][0].rsplit(":", 1)[1])
+        if listening["wss"]:
+            serving.wss_port = int(listening["wss"][0].rsplit(":", 1)[1])
         return serving
 
     yield start

@@ -167,7 +167,7 @@ def test_environment_lists_are_comma_separated(value: str, expected: list[str]) 
 
 def test_empty_environment_list_leaves_no_listener_and_is_refused() -> None:
     with pytest.raises(ConfigError) as error:
-        load_config(environ={"OCPP_GATEWAY_SERVER_WS_BIND": ""})
+        load_config(environ={"OCPP_GATEWAY_SERVER_WS_BIND": "", "OCPP_GATEWAY_TLS_WSS_BIND": ""})
     assert error.value.key == "server.ws_bind"
     assert error.value.env == "OCPP_GATEWAY_SERVER_WS_BIND"
 
@@ -269,7 +269,11 @@ FILE_ERRORS = [
     ('[server]\nws_bind = ["host:"]\n', "server.ws_bind", "host:port"),
     ('[server]\nws_bind = ["host:http"]\n', "server.ws_bind", "host:port"),
     ('[server]\nws_bind = ["host:65536"]\n', "server.ws_bind", "host:port"),
-    ("[server]\nws_bind = []\n", "server.ws_bind", "no listener"),
+    ("[server]\nws_bind = []\n[tls]\nwss_bind = []\n", "server.ws_bind", "no listener"),
+    ('[server]\nws_bind = ["0.0.0.0:9443"]\n', "tls.wss_bind", "both ws and wss"),
+    ("[tls]\noffload = true\n", "tls.offload", "no proxy is trusted"),
+    ('[tls]\noffload_trusted_proxies = ["not-an-ip"]\n', "tls.offload_trusted_proxies", "not an"),
+    ("[security]\nunknown_identity_status = 403\n", "security.unknown_identity_status", "401"),
     ('[server]\npath_prefix = "ocpp"\n', "server.path_prefix", "/ocpp"),
     ('[server]\npath_prefix = "/ocpp/"\n', "server.path_prefix", ""),
     ('[server]\npath_prefix = "/"\n', "server.path_prefix", ""),
@@ -334,7 +338,6 @@ ENV_ERRORS = [
     ("OCPP_GATEWAY_OCPP_VERSIONS", " , ", "ocpp.versions"),
     ("OCPP_GATEWAY_OCPP_VALIDATION", "Strict", "ocpp.validation"),
     ("OCPP_GATEWAY_SERVER_WS_BIND", "0.0.0.0", "server.ws_bind"),
-    ("OCPP_GATEWAY_SERVER_WS_BIND", "", "server.ws_bind"),
     ("OCPP_GATEWAY_SERVER_PATH_PREFIX", "/ocpp/", "server.path_prefix"),
     ("OCPP_GATEWAY_LOG_FORMAT", "xml", "log.format"),
 ]

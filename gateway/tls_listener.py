@@ -1,0 +1,155 @@
+"""TLS termination in front of Hypercorn, with the peer certificate handed to the app.
+
+Hypercorn 0.18 neither exposes the client certificate to the app (hypercorn issue #62) nor reports
+failed handshakes. The gateway therefore gives Hypercorn its wss sockets as plain sockets and
+performs the TLS handshake itself at the start of `TCPServer.run` (one wrapper around one method,
+checked by `hypercorn_compat`): a failed handshake becomes a security event with the peer address,
+and a successful one adds the ASGI TLS extension to every scope of the connection:
+`scope["extensions"]["tls"]` with `tls_version`, `cipher_suite`, `client_cert_chain` (PEM) and
+the non-standard `client_cert_chain_der` (DER, leaf first) and `cipher_name`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from security.tls import CIPHER_SUITE_IDS, TLS_VERSION_IDS
+
+FailureCallback = Callable[[str, str, str], None]  # (peer, reason, detail)
+
+
+@dataclass
+class TlsTermination:
+    """The current server context (swapped on reload) and which local ports are wss."""
+
+    context: ssl.SSLContext
+    ports: frozenset[int]
+    handshake_timeout: float = 10.0
+    on_failure: FailureCallback = field(default=lambda peer, reason, detail: None)
+
+
+_termination: TlsTermination | None = None
+_original_run: Any = None
+
+
+def tls_extension(ssl_object: Any) -> dict[str, Any]:
+    """The ASGI TLS extension of an established TLS connection."""
+    chain_der: tuple[bytes, ...] = ()
+    try:  # the verified chain (private API in 3.11, public as get_verified_chain in 3.13)
+        chain_der = tuple(
+            cert.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+            for cert in ssl_object._sslobj.get_verified_chain() or ()
+        )
+    except (AttributeError, TypeError, ValueError, ssl.SSLError):
+        chain_der = ()
+    if not chain_der:  # e.g. a resumed session: the leaf only; the policy completes the chain
+        leaf = ssl_object.getpeercert(binary_form=True)
+        chain_der = (leaf,) if leaf else ()
+    cipher = ssl_object.cipher()
+    cipher_name = cipher[0] if cipher else None
+    version = ssl_object.version()
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der) for der in chain_der],
+        "client_cert_chain_der": chain_der,
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": TLS_VERSION_IDS.get(version or ""),
+        "tls_version_name": version,
+        "cipher_suite": CIPHER_SUITE_IDS.get(cipher_name or ""),
+        "cipher_name": cipher_name,
+    }
+
+
+class _TlsScope:
+    """Wraps Hypercorn's app wrapper of one connection to add the TLS extension to scopes."""
+
+    def __init__(self, app: Any, extension: dict[str, Any]) -> None:
+        self._app = app
+        self._extension = extension
+
+    async def __call__(self, scope: dict[str, Any], *args: Any) -> Any:
+        extensions = scope.get("extensions")
+        scope["extensions"] = {**(extensions or {}), "tls": self._extension}
+        return await self._app(scope, *args)
+
+
+# OpenSSL verify messages -> the policy's reason codes (same codes as the app-level check).
+_VERIFY_REASONS = (
+    ("expired", "cert_expired"),
+    ("not yet valid", "cert_not_yet_valid"),
+    ("key too weak", "cert_weak_key"),
+    ("key too small", "cert_weak_key"),
+    ("purpose", "cert_no_client_auth"),
+    ("revoked", "cert_revoked"),
+)
+
+
+def failure_reason(exc: BaseException) -> tuple[str, str]:
+    """(reason code, detail) of a failed TLS handshake."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        message = exc.verify_message or str(exc)
+        for needle, code in _VERIFY_REASONS:
+            if needle in message:
+                return code, message
+        return "cert_untrusted", message
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if "VERSION" in reason.upper() or reason == "UNSUPPORTED_PROTOCOL":
+            return "tls_version_refused", reason
+        if "CIPHER" in reason.upper():
+            return "tls_no_shared_cipher", reason
+        if "CERTIFICATE" in reason.upper():
+            return "cert_untrusted", reason
+        return "tls_handshake_failed", reason
+    if isinstance(exc, TimeoutError):
+        return "tls_handshake_timeout", "no TLS handshake within the timeout"
+    return "tls_handshake_failed", type(exc).__name__
+
+
+async def _run_with_tls(self: Any) -> None:
+    termination = _termination
+    if termination is not None:
+        sockname = self.writer.get_extra_info("sockname")
+        if sockname and sockname[1] in termination.ports:
+            peername = self.writer.get_extra_info("peername")
+            peer = f"{peername[0]}:{peername[1]}" if peername else "unknown"
+            try:
+                await self.writer.start_tls(
+                    termination.context, ssl_handshake_timeout=termination.handshake_timeout
+                )
+            except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                reason, detail = failure_reason(exc)
+                termination.on_failure(peer, reason, detail)
+                transport = self.writer.transport
+                with contextlib.suppress(Exception):
+                    transport.abort()
+                return
+            self.app = _TlsScope(self.app, tls_extension(self.writer.get_extra_info("ssl_object")))
+    await _original_run(self)
+
+
+def install(termination: TlsTermination | None) -> None:
+    """Terminate TLS on `termination.ports` in this process (None: stop terminating)."""
+    global _termination, _original_run
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    if _original_run is None:
+        _original_run = TCPServer.run
+        TCPServer.run = _run_with_tls  # type: ignore[method-assign]
+    _termination = termination
+
+
+def original_run() -> Any:
+    """Hypercorn's own `TCPServer.run` once `install` wrapped it (None before)."""
+    return _original_run
+
+
+def current() -> TlsTermination | None:
+    """The termination installed in this process."""
+    return _termination
