@@ -7,6 +7,8 @@ import sys
 import click
 import orjson
 
+from .cli_ca import ca, certs
+from .cli_cp import cp
 from .config import ConfigError, GatewayConfig, describe, load_config, reference
 
 
@@ -67,6 +69,11 @@ def config_reference() -> None:
     click.echo("|---|---|---|---|")
     for key, env, default, help_text in reference():
         click.echo(f"| `{key}` | `{env}` | `{_toml(default)}` | {help_text} |")
+
+
+main.add_command(cp)
+main.add_command(ca)
+main.add_command(certs)
 
 
 def _toml(value: object) -> str:

@@ -20,6 +20,9 @@ from .logs import event
 
 log = logging.getLogger("gateway.trust")
 WATCHED = ("trust", "intermediate", "crl", "server")
+# What the TLS context is built from: a CRL-only change keeps the context (and its session cache;
+# resumed sessions are re-checked by the application against the new CRL).
+TLS_MATERIAL = ("trust", "intermediate", "server")
 RELOAD_TRIGGER = ".reload"  # `ocpp-gateway certs reload` touches it
 
 
@@ -31,9 +34,9 @@ class Reloaded:
     context_changed: bool
 
 
-def _stamp(certs_dir: Path) -> tuple[tuple[str, int, int], ...]:
+def _stamp(certs_dir: Path, folders: tuple[str, ...]) -> tuple[tuple[str, int, int], ...]:
     entries = []
-    for folder in WATCHED:
+    for folder in folders:
         directory = certs_dir / folder
         if directory.is_dir():
             for path in sorted(directory.iterdir()):
@@ -52,7 +55,8 @@ class TrustState:
     def __init__(self, certs_dir: Path, with_tls: bool) -> None:
         self.certs_dir = certs_dir
         self._with_tls = with_tls
-        self._stamp = _stamp(certs_dir)
+        self._stamp = _stamp(certs_dir, WATCHED)
+        self._tls_stamp = _stamp(certs_dir, TLS_MATERIAL)
         self.store: CaStore = load_ca_store(certs_dir)
         self.context: ssl.SSLContext | None = self._context(self.store) if with_tls else None
 
@@ -70,13 +74,15 @@ class TrustState:
 
     def reload_if_changed(self) -> Reloaded | None:
         """Reload when a file of the store changed; None when nothing changed or it failed."""
-        stamp = _stamp(self.certs_dir)
+        stamp = _stamp(self.certs_dir, WATCHED)
         if stamp == self._stamp:
             return None
         self._stamp = stamp  # a broken store is reported once, until it changes again
+        tls_stamp = _stamp(self.certs_dir, TLS_MATERIAL)
+        rebuild = self._with_tls and tls_stamp != self._tls_stamp
         try:
             store = load_ca_store(self.certs_dir)
-            context = self._context(store) if self._with_tls else None
+            context = self._context(store) if rebuild else None
         except (CaStoreError, ssl.SSLError, OSError, ValueError) as exc:
             event(
                 log,
@@ -87,12 +93,15 @@ class TrustState:
             )
             return None
         store_changed = store.fingerprint != self.store.fingerprint
-        self.store, self.context = store, context or self.context
+        self.store = store
+        if context is not None:
+            self.context, self._tls_stamp = context, tls_stamp
         event(
             log,
             "ca_reloaded",
             anchors=len(store.anchors),
             crls=len(store.crls),
             store_changed=store_changed,
+            tls_context_rebuilt=context is not None,
         )
         return Reloaded(store_changed, context is not None)

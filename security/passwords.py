@@ -75,5 +75,5 @@ def verify_password(password_hash: str, password: bytes) -> bool:
     """True when `password` matches; constant-time within argon2; False on any malformed hash."""
     try:
         return HASHER.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError, ValueError, TypeError):
         return False

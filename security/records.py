@@ -111,15 +111,16 @@ class JsonFileRecordStore(InMemoryRecordStore):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self.refresh()
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             return None
-        return (stat.st_mtime_ns, stat.st_size)
+        # Writers replace the file atomically: a new inode even within one timestamp tick.
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def refresh(self) -> bool:
         """Re-read the file if it changed since the last read or write; True when it did."""

@@ -62,6 +62,7 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
             '[server]\nws_bind = ["127.0.0.1:0"]\ndrain_seconds = 3\n'
             + extra_toml
             + f'\n[tls]\nwss_bind = {wss}\ncerts_dir = "{tmp_path / "certs"}"\n'
+            + "reload_interval_seconds = 0.2\n"
             + f'\n[security]\nrecords_file = "{tmp_path / "records.json"}"\n'
             + "dev_auto_register = true\n"
             + '\n[log]\nformat = "json"\n'
