@@ -42,14 +42,15 @@ class OffloadSettings:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in network for network in self.trusted)
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
+    """The header's value; None when absent or repeated (a repeated security header is spoofed)."""
+    values = [value for key, value in headers if key.lower() == name]
+    return values[0] if len(values) == 1 else None
 
 
 def _peer_ip(remote: str) -> str:
@@ -94,7 +95,7 @@ class ProfilePolicy:
         return Allow(
             profile=record.security_profile,
             allowed_versions=frozenset(record.allowed_versions)
-            if record.allowed_versions
+            if record.allowed_versions is not None
             else None,
             validation=record.validation,
             client_chain=connection.client_chain if verdict.certificate else (),

@@ -22,10 +22,11 @@ from typing import Literal
 
 from .castore import CaStore
 from .certcheck import CertAccepted, CertRejected, check_client_certificate
-from .passwords import verify_password
+from .passwords import hash_password, verify_password
 from .records import ChargePointRecord, RecordStore
 from .throttle import FailureLimiter
 
+_DECOY_HASH = hash_password(b"decoy password for identities without a record")
 UNAUTHORIZED_HEADERS = ((b"www-authenticate", b'Basic realm="OCPP", charset="UTF-8"'),)
 UNAUTHORIZED_BODY = "unauthorized: bad or missing credentials for this charge point"
 
@@ -135,6 +136,9 @@ class Authenticator:
     def _decide(self, facts: ConnectionFacts, now: float) -> Verdict:
         record = self._records.get(facts.identity)
         if record is None:
+            credentials = parse_basic_auth(facts.authorization)
+            if credentials is not None:  # same work as a wrong password: no timing signal
+                verify_password(_DECOY_HASH, credentials[1])
             if self._settings.auto_register_profile0 and not facts.secure:
                 record = ChargePointRecord(facts.identity, security_profile=0)
                 self._records.put(record)
