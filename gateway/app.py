@@ -14,6 +14,7 @@ from quart import Quart
 from . import __version__
 from .config import GatewayConfig
 from .runtime import Gateway
+from .ui.routes import register_ui
 
 EXTENSION_KEY = "ocpp_gateway"
 
@@ -60,6 +61,8 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> Quart:
     app = Quart("ocpp_gateway")
     app.extensions[EXTENSION_KEY] = gateway
     app.asgi_app = ChargePointRoute(app.asgi_app, gateway)  # type: ignore[method-assign]
+
+    register_ui(app, gateway)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -9,6 +9,7 @@ import orjson
 
 from .cli_ca import ca, certs
 from .cli_cp import cp
+from .cli_ui import ui
 from .config import ConfigError, GatewayConfig, describe, load_config, reference
 
 
@@ -74,6 +75,7 @@ def config_reference() -> None:
 main.add_command(cp)
 main.add_command(ca)
 main.add_command(certs)
+main.add_command(ui)
 
 
 def _toml(value: object) -> str:

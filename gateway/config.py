@@ -238,6 +238,30 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class UiConfig:
+    """The operator UI API (`/ui`) and web console (`/console`)."""
+
+    tokens_file: str = _opt("data/ui-tokens.json", "where UI API tokens (hashes) are persisted")
+    auth_timeout_seconds: float = _opt(
+        5.0, "a browser must send its token as the first message within this time"
+    )
+    queue_size: int = _opt(1000, "events buffered per UI connection for a slow reader")
+    overflow: Literal["drop_oldest", "disconnect"] = _opt(
+        "drop_oldest", "what a full queue does: drop the oldest events, or disconnect the client"
+    )
+    commands_per_minute: int = _opt(120, "commands one token may send per minute")
+    max_message_bytes: int = _opt(65536, "largest UI message accepted")
+    idempotency_seconds: float = _opt(600.0, "how long a command's idempotency key is remembered")
+
+    def __post_init__(self) -> None:
+        _check_range("ui.auth_timeout_seconds", self.auth_timeout_seconds, 0.1, 300)
+        _check_range("ui.queue_size", self.queue_size, 10, 1_000_000)
+        _check_range("ui.commands_per_minute", self.commands_per_minute, 1, 100_000)
+        _check_range("ui.max_message_bytes", self.max_message_bytes, 1024, 16 * 1024 * 1024)
+        _check_range("ui.idempotency_seconds", self.idempotency_seconds, 1, 86400)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -257,6 +281,7 @@ class GatewayConfig:
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from security.certcheck import CertRejected, check_client_certificate
 from security.policy import Authenticator, PolicySettings
 from security.records import InMemoryRecordStore, JsonFileRecordStore, RecordStore
 from security.throttle import FailureLimiter
+from security.tokens import InMemoryTokenStore, JsonFileTokenStore, TokenStore
 
 from .admission import OffloadSettings, ProfilePolicy
 from .config import GatewayConfig
@@ -46,6 +47,7 @@ from .router import Router
 from .security_events import SecurityEvents
 from .session import OcppSession
 from .trust import TrustState
+from .ui.service import UiService
 from .versions import VERSIONS
 
 log = logging.getLogger("gateway")
@@ -66,6 +68,7 @@ class Gateway:
         *,
         registry: SessionRegistry | None = None,
         records: RecordStore | None = None,
+        tokens: TokenStore | None = None,
         security: SecurityPolicy | None = None,
         handler: CallHandler | None = None,
     ) -> None:
@@ -79,6 +82,11 @@ class Gateway:
         records_file = config.security.records_file
         self.records = records or (
             JsonFileRecordStore(records_file) if records_file else InMemoryRecordStore()
+        )
+        tokens_file = config.ui.tokens_file
+        self.ui = UiService(
+            tokens or (JsonFileTokenStore(tokens_file) if tokens_file else InMemoryTokenStore()),
+            config.ui,
         )
         self.trust = TrustState(Path(config.tls.certs_dir), with_tls=bool(config.tls.wss_bind))
         versions = [VERSIONS[name] for name in config.ocpp.versions]
@@ -124,6 +132,11 @@ class Gateway:
             else None
         )
         return ProfilePolicy(authenticator, self.events, offload)
+
+    def last_message_at(self, identity: str) -> float:
+        """When the live session of `identity` last received a message (0 when offline)."""
+        session = self.registry.get(identity)
+        return getattr(session, "last_message_at", 0.0) if session is not None else 0.0
 
     def tls_failure(self, peer: str, reason: str, detail: str) -> None:
         """A TLS handshake failed before any HTTP: a security event with the peer address."""

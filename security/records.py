@@ -8,13 +8,12 @@ and a running gateway picks up changes made by the CLI).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from .jsonfile import Stamp, file_stamp, read_json, write_json_atomic
 
 SecurityProfile = Literal[0, 1, 2, 3]
 ValidationMode = Literal["strict", "lenient"]
@@ -106,33 +105,24 @@ class InMemoryRecordStore:
 
 
 class JsonFileRecordStore(InMemoryRecordStore):
-    """Records persisted to a JSON file; re-read when another process changed it."""
+    """Records persisted to a JSON file (0600); re-read when another process changed it."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: Stamp = None
         self.refresh()
-
-    def _file_stamp(self) -> tuple[int, int, int] | None:
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            return None
-        # Writers replace the file atomically: a new inode even within one timestamp tick.
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def refresh(self) -> bool:
         """Re-read the file if it changed since the last read or write; True when it did."""
-        stamp = self._file_stamp()
+        stamp = file_stamp(self.path)
         if stamp == self._stamp:
             return False
-        records: dict[str, ChargePointRecord] = {}
-        if stamp is not None:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            for item in data.get("charge_points", []):
-                record = ChargePointRecord.from_json(item)
-                records[record.identity] = record
+        data = read_json(self.path) or {}
+        records = {}
+        for item in data.get("charge_points", []):
+            record = ChargePointRecord.from_json(item)
+            records[record.identity] = record
         self._records, self._stamp = records, stamp
         return True
 
@@ -149,16 +139,5 @@ class JsonFileRecordStore(InMemoryRecordStore):
         return removed
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"version": 1, "charge_points": [r.to_json() for r in self.all()]}
-        fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".records-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(payload, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.chmod(temp, 0o600)  # password hashes: readable by the gateway user only
-            os.replace(temp, self.path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        self._stamp = self._file_stamp()
+        self._stamp = write_json_atomic(self.path, payload)  # 0600: password hashes inside

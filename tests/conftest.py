@@ -44,6 +44,7 @@ def make_config(**sections: dict[str, Any]) -> GatewayConfig:
         "server": {"ws_bind": ["127.0.0.1:0"]},
         "tls": {"wss_bind": []},
         "security": {"records_file": "", "dev_auto_register": True},
+        "ui": {"tokens_file": ""},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
@@ -60,15 +61,17 @@ def make_config(**sections: dict[str, Any]) -> GatewayConfig:
 async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
     """Factory: `await start_gateway(limits={...})` starts a gateway; all stop at teardown.
 
-    `records=` passes a record store (in memory) to the gateway.
+    `records=` and `tokens=` pass record and UI token stores (in memory) to the gateway.
     """
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(records: Any = None, **sections: dict[str, Any]) -> RunningGateway:
+    async def start(
+        records: Any = None, tokens: Any = None, **sections: dict[str, Any]
+    ) -> RunningGateway:
         config = make_config(**sections)
         prepare_certificates(config)
         listeners = create_listeners(config)
-        app = create_app(config, Gateway(config, records=records))
+        app = create_app(config, Gateway(config, records=records, tokens=tokens))
         hc = hypercorn_config(config)
         # Hypercorn's ping task sleeps a full interval after a close: don't wait for it here.
         hc.graceful_timeout = 0.2

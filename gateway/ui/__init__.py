@@ -1,0 +1,1 @@
+"""The operator UI: an authenticated WebSocket API (`/ui`) and the web console that uses it."""

@@ -1,0 +1,270 @@
+"""One UI client: requests in, answers and live events out, never slowing charge point traffic.
+
+Events reach the client through a bounded queue filled by the router's (synchronous) listener: when
+the client reads too slowly the oldest events are dropped and counted (or the client is
+disconnected, as configured). Answers to the client's own requests go through their own queue and
+are never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from security.tokens import ApiToken
+
+from ..events import GatewayEvent
+from ..logs import event
+from ..ocppj.codec import CallError
+from ..router import CallFailed, Router
+from .protocol import BadRequest, encode, error, parse_client_message
+from .service import UiService
+
+log = logging.getLogger("gateway.ui")
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN_LATER = 1013
+
+EVENT_KINDS = {
+    "connected": "connection",
+    "disconnected": "connection",
+    "message": "message",
+    "security": "security",
+}
+_subscription_ids = itertools.count(1)
+
+
+class UiConnection:
+    """The session of one authenticated UI client."""
+
+    def __init__(
+        self,
+        token: ApiToken,
+        service: UiService,
+        router: Router,
+        send_text: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        last_message_at: Callable[[str], float],
+    ) -> None:
+        self.token = token
+        self._service = service
+        self._router = router
+        self._send_text = send_text
+        self._close = close
+        self._last_message_at = last_message_at
+        settings = service.settings
+        self._events: deque[str] = deque()
+        self._replies: deque[str] = deque()
+        self._capacity = settings.queue_size
+        self._disconnect_on_overflow = settings.overflow == "disconnect"
+        self._dropped = 0
+        self._wakeup = asyncio.Event()
+        self._subscriptions: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closing: str | None = None
+
+    # -- events from the router (synchronous, must never block) -----------------------------------
+
+    def on_event(self, gateway_event: GatewayEvent) -> None:
+        """Router listener: queue the event for every matching subscription."""
+        kind = EVENT_KINDS[gateway_event.kind]
+        identity = gateway_event.identity
+        if not self.token.sees(identity):
+            return
+        for subscription, (patterns, kinds) in self._subscriptions.items():
+            if kind in kinds and _matches(identity, patterns):
+                self._queue_event(_event_message(subscription, gateway_event))
+
+    def _queue_event(self, text: str) -> None:
+        if len(self._events) >= self._capacity:
+            if self._disconnect_on_overflow:
+                self.closing = "too slow: the event queue overflowed"
+                self._wakeup.set()
+                return
+            self._events.popleft()
+            self._dropped += 1
+        self._events.append(text)
+        self._wakeup.set()
+
+    def _reply(self, text: str) -> None:
+        self._replies.append(text)
+        self._wakeup.set()
+
+    # -- the writer ------------------------------------------------------------------------------
+
+    async def write(self) -> None:
+        """Send replies first, then events (with a `dropped` notice after drops), until closed."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._replies or self._events or self._dropped:
+                if self.closing:
+                    await self._close(CLOSE_TRY_AGAIN_LATER, self.closing)
+                    return
+                if self._replies:
+                    await self._send_text(self._replies.popleft())
+                elif self._dropped:
+                    count, self._dropped = self._dropped, 0
+                    await self._send_text(encode({"type": "dropped", "count": count}))
+                else:
+                    await self._send_text(self._events.popleft())
+            if self.closing:
+                await self._close(CLOSE_TRY_AGAIN_LATER, self.closing)
+                return
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    async def handle(self, frame: str | bytes) -> None:
+        """Answer one client message."""
+        if len(frame) > self._service.settings.max_message_bytes:
+            self._reply(error(None, "too_large", "message exceeds ui.max_message_bytes"))
+            return
+        if not self._service.still_valid(self.token):
+            self.closing = "the token was revoked or has expired"
+            self._wakeup.set()
+            return
+        message = parse_client_message(frame)
+        if isinstance(message, BadRequest):
+            event(
+                log,
+                "ui_bad_request",
+                logging.WARNING,
+                token=self.token.token_id,
+                reason=message.reason,
+            )
+            self._reply(error(message.request_id, "bad_request", message.reason))
+            return
+        kind, request_id = message["type"], message.get("id")
+        if kind == "list":
+            self._reply(self._list(request_id))
+        elif kind == "subscribe":
+            self._subscribe(message)
+        elif kind == "unsubscribe":
+            found = self._subscriptions.pop(message["subscription"], None)
+            self._reply(
+                encode({"type": "unsubscribed", "id": request_id})
+                if found
+                else error(request_id, "bad_request", "no such subscription")
+            )
+        elif kind == "command":
+            self._command(message)
+        else:  # auth after authentication
+            self._reply(error(request_id, "bad_request", "already authenticated"))
+
+    def _list(self, request_id: str) -> str:
+        visible = [
+            {
+                "identity": info.identity,
+                "subprotocol": info.subprotocol,
+                "security_profile": info.security_profile,
+                "connected_at": info.connected_at,
+                "last_message_at": self._last_message_at(info.identity),
+                "remote": info.remote,
+            }
+            for info in self._router.registry.sessions()
+            if self.token.sees(info.identity)
+        ]
+        visible.sort(key=lambda item: item["identity"])
+        return encode({"type": "charge_points", "id": request_id, "charge_points": visible})
+
+    def _subscribe(self, message: dict[str, Any]) -> None:
+        kinds = frozenset(message["events"])
+        if "security" in kinds and not self.token.allows("admin"):
+            self._reply(error(message["id"], "forbidden", "security events need an admin token"))
+            return
+        subscription = f"s{next(_subscription_ids)}"
+        self._subscriptions[subscription] = (tuple(message["identities"]), kinds)
+        self._reply(
+            encode({"type": "subscribed", "id": message["id"], "subscription": subscription})
+        )
+
+    def _command(self, message: dict[str, Any]) -> None:
+        request_id = message["id"]
+        if not self.token.allows("operator"):
+            self._reply(error(request_id, "forbidden", "commands need an operator token"))
+            return
+        if not self._service.allow_command(self.token):
+            self._reply(error(request_id, "rate_limited", "too many commands: slow down"))
+            return
+        task = asyncio.get_running_loop().create_task(self._run_command(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_command(self, message: dict[str, Any]) -> None:
+        request_id, identity, action = message["id"], message["identity"], message["action"]
+        key = message.get("idempotency_key")
+        if key is not None:
+            future, fresh = self._service.idempotent(self.token, key)
+            if not fresh:
+                answer = await asyncio.shield(future)
+                self._reply(encode({**answer, "id": request_id}))
+                return
+        answer = await self._call(identity, action, message["payload"], message.get("timeout"))
+        event(
+            log,
+            "ui_command",
+            token=self.token.token_id,
+            identity=identity,
+            action=action,
+            outcome=answer.get("outcome") or answer.get("code"),
+        )
+        if key is not None and not future.done():
+            future.set_result(answer)
+        self._reply(encode({**answer, "id": request_id}))
+
+    async def _call(
+        self, identity: str, action: str, payload: dict[str, Any], timeout: float | None
+    ) -> dict[str, Any]:
+        if not self.token.sees(identity):  # indistinguishable from an unknown charge point
+            return _failure("offline", f"charge point {identity} is not connected")
+        try:
+            result = await self._router.call(identity, action, payload, timeout)
+        except CallFailed as failed:
+            code = "offline" if failed.reason == "closed" else failed.reason
+            return _failure(code, failed.detail)
+        base = {"type": "result", "identity": identity, "action": action}
+        if isinstance(result, CallError):
+            return {
+                **base,
+                "outcome": "callerror",
+                "error_code": result.error_code,
+                "description": result.description,
+                "details": result.details,
+            }
+        return {**base, "outcome": "callresult", "payload": result.payload}
+
+    async def stop(self) -> None:
+        """Cancel the commands still running for this client."""
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _failure(code: str, reason: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "reason": reason}
+
+
+def _matches(identity: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(identity, pattern) for pattern in patterns)
+
+
+def _event_message(subscription: str, gateway_event: GatewayEvent) -> str:
+    message: dict[str, Any] = {
+        "type": "event",
+        "subscription": subscription,
+        "event": gateway_event.kind,
+        "identity": gateway_event.identity,
+        "at": gateway_event.at,
+    }
+    for name in ("subprotocol", "direction", "frame", "close_code", "reason", "detail", "remote"):
+        value = getattr(gateway_event, name)
+        if value:
+            message[name] = value
+    return encode(message)
