@@ -22,3 +22,10 @@ def test_readme_gives_the_run_and_test_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_published_ui_api_schema_is_the_one_the_gateway_enforces():
+    enforced = (ROOT / "gateway" / "ui" / "ui-api.schema.json").read_text()
+    assert (ROOT / "docs" / "ui-api.schema.json").read_text() == enforced, (
+        "copy gateway/ui/ui-api.schema.json to docs/"
+    )
