@@ -71,6 +71,8 @@ class ChargePointConnection:
         self.closed = False
         self.close_code: int | None = None
         self.client_chain: tuple[bytes, ...] = ()  # profile 3: re-checked on CA store changes
+        # called with the charge point's own SecurityEventNotification payloads
+        self.on_security_notice: Any = None
         self.last_message_at = info.connected_at
 
     # -- reading ---------------------------------------------------------------------------------
@@ -107,6 +109,8 @@ class ChargePointConnection:
         outcome = self.session.receive(frame)
         kind = type(outcome)
         if kind is Dispatch:
+            if outcome.call.action == "SecurityEventNotification" and self.on_security_notice:
+                self.on_security_notice(self.info, outcome.call.payload)
             if log.isEnabledFor(DEBUG):
                 self._debug("in", outcome.call.action, outcome.call.message_id)
             if outcome.violation is not None:

@@ -138,6 +138,18 @@ class Gateway:
         session = self.registry.get(identity)
         return getattr(session, "last_message_at", 0.0) if session is not None else 0.0
 
+    def _charge_point_security_event(self, info: SessionInfo, payload: dict[str, Any]) -> None:
+        """A charge point's SecurityEventNotification joins the gateway's security stream."""
+        kind = str(payload.get("type", ""))[:50]
+        tech = str(payload.get("techInfo") or payload.get("tech_info") or "")[:255]
+        self.events.emit(
+            "charge_point_reported",
+            identity=info.identity,
+            remote=info.remote,
+            detail=f"{kind}: {tech}" if tech else kind,
+            event_type=kind,
+        )
+
     def tls_failure(self, peer: str, reason: str, detail: str) -> None:
         """A TLS handshake failed before any HTTP: a security event with the peer address."""
         self.events.emit(reason, identity=None, remote=peer, detail=detail, layer="tls")
@@ -261,6 +273,7 @@ class Gateway:
             info, session, send, self.handler, self.router, self.connection_settings
         )
         connection.client_chain = admit.client_chain
+        connection.on_security_notice = self._charge_point_security_event
         previous = self.registry.claim(connection)
         event(
             log,

@@ -446,3 +446,17 @@ async def test_overflow_can_disconnect_the_slow_client_instead(start_gateway):
             await client.recv(timeout=2)
     assert closed.value.rcvd.code == 1013
     assert "too slow" in closed.value.rcvd.reason
+
+
+async def test_charge_points_own_security_notifications_join_the_security_stream(ui_gateway):
+    admin = await connect(ui_gateway, "admin")
+    await admin.request({"type": "subscribe", "identities": ["*"], "events": ["security"]})
+    async with websockets.connect(ui_gateway.cp_url("SEN1"), subprotocols=["ocpp2.0.1"]) as cp:
+        await cp.send(
+            '[2,"s1","SecurityEventNotification",{"type":"FirmwareUpdated",'
+            '"timestamp":"2026-11-24T00:00:00Z","techInfo":"v2.3.1"}]'
+        )
+        assert (await asyncio.wait_for(cp.recv(), 2)).startswith('[3,"s1"')
+        event = await admin.next_event()
+    assert (event["identity"], event["reason"]) == ("SEN1", "charge_point_reported")
+    assert event["detail"] == "FirmwareUpdated: v2.3.1"
