@@ -10,6 +10,7 @@ const FRAME_CHARS = 8192; // longer frames are kept truncated
 const SECURITY_LIMIT = 200; // security events shown
 const RELIST_DELAY_MS = 1000; // after connection events: re-read the list (security profiles)
 const RECONNECT_MAX_MS = 30000;
+const FILTER_DELAY_MS = 150;
 const CLOSE_POLICY_VIOLATION = 1008; // the gateway refused the token
 
 const $ = (id) => document.getElementById(id);
@@ -218,8 +219,11 @@ function matchesFilter(identity) {
 function applyFilter() {
   filterText = ui.filter.value.trim().toLowerCase();
   for (const [identity, row] of rows) {
-    row.shown = matchesFilter(identity);
-    row.tr.hidden = !row.shown;
+    const shown = matchesFilter(identity);
+    if (shown !== row.shown) {
+      row.shown = shown;
+      row.tr.hidden = !shown;
+    }
   }
   renderCount();
 }
@@ -747,7 +751,12 @@ function showAnswer(answer) {
 
 ui.signInForm.addEventListener("submit", signIn);
 ui.signOut.addEventListener("click", signOut);
-ui.filter.addEventListener("input", applyFilter);
+let filterTimer = 0;
+ui.filter.addEventListener("input", () => {
+  // Typing re-filters once per pause, not per key: each pass lays out the whole table.
+  clearTimeout(filterTimer);
+  filterTimer = setTimeout(applyFilter, FILTER_DELAY_MS);
+});
 ui.rows.addEventListener("click", (event) => {
   const tr = event.target.closest("tr");
   if (tr !== null && tr.dataset.identity !== undefined) select(tr.dataset.identity);
