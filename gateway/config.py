@@ -226,6 +226,15 @@ class SecurityConfig:
     )
     failure_window_seconds: float = _opt(60.0, "window in which failures are counted")
     lockout_seconds: float = _opt(300.0, "how long a lockout lasts")
+    audit_log: str = _opt(
+        "data/audit.log", "JSON lines of every CA and record operation (never a key or password)"
+    )
+    cpo_name: str = _opt(
+        "", "the CPO's organization name (O) required in charge point CSRs; empty: not checked"
+    )
+    renew_days_before: int = _opt(
+        30, "days before a profile-3 certificate expires that the gateway asks for a new CSR"
+    )
 
     def __post_init__(self) -> None:
         if self.unknown_identity_status not in (401, 404):
@@ -235,6 +244,7 @@ class SecurityConfig:
         _check_range("security.max_auth_failures", self.max_auth_failures, 0, 1_000_000)
         _check_range("security.failure_window_seconds", self.failure_window_seconds, 1, 86400)
         _check_range("security.lockout_seconds", self.lockout_seconds, 0, 86400 * 7)
+        _check_range("security.renew_days_before", self.renew_days_before, 1, 3650)
 
 
 @dataclass(frozen=True)
