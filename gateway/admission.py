@@ -99,6 +99,9 @@ class ProfilePolicy:
             else None,
             validation=record.validation,
             client_chain=connection.client_chain if verdict.certificate else (),
+            certificate_not_after=(
+                verdict.certificate.not_after.timestamp() if verdict.certificate else None
+            ),
         )
 
     def _facts(self, identity: str, facts: HandshakeFacts) -> ConnectionFacts:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import GatewayEvent
-from .handler import ActionNotHandled, CallHandler
+from .handler import ActionNotHandled, CallHandler, FollowUp
 from .logs import event
 from .ocppj.codec import CallError, CallResult
 from .ocppj.errors import RpcErrorKind
@@ -66,6 +66,8 @@ class ChargePointConnection:
         self._pending: asyncio.Future[CallResult | CallError] | None = None
         self._inbox: deque[Dispatch] = deque()
         self._worker: asyncio.Task[None] | None = None
+        self._follow_ups: list[Any] = []  # started once the answer that carries them is sent
+        self._background: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[Any] | None = None
         self._forced = False
         self.closed = False
@@ -165,6 +167,13 @@ class ChargePointConnection:
             self._worker = asyncio.create_task(self._work(dispatch, result))
             return
         await self._send_text(self._answer(dispatch, result))
+        self._start_follow_ups()
+
+    def _start_follow_ups(self) -> None:
+        while self._follow_ups:
+            task = asyncio.get_running_loop().create_task(self._follow_ups.pop(0)())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _invoke(self, dispatch: Dispatch) -> Any:
         try:
@@ -181,6 +190,7 @@ class ChargePointConnection:
                     except Exception as exc:
                         result = exc
                 await self._send_text(self._answer(dispatch, result))
+                self._start_follow_ups()
                 if not self._inbox:
                     return
                 dispatch = self._inbox.popleft()
@@ -194,6 +204,9 @@ class ChargePointConnection:
         if isinstance(result, ActionNotHandled):
             reason = f"{call.action} is not handled by this gateway"
             return self.session.answer_error(call, RpcErrorKind.NOT_SUPPORTED, reason)
+        if isinstance(result, FollowUp):
+            self._follow_ups.append(result.after)
+            result = result.payload
         if isinstance(result, Exception):
             log.error(
                 "call handler failed", exc_info=result, extra={"fields": self._fields(call.action)}

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .certificates import CertificateService
 from .embedded.base import EmbeddedContext, EmbeddedSettings, EmbeddedState
 from .ocppj.codec import Call, Send
 from .registry import SessionInfo
 from .versions.base import OcppVersion
 
 Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A response payload, and work to start once it has been sent (e.g. a CALL of our own)."""
+
+    payload: Payload
+    after: Callable[[], Coroutine[Any, Any, None]]
 
 
 class ActionNotHandled(Exception):
@@ -22,7 +32,7 @@ class CallHandler(Protocol):
 
     def handle(
         self, info: SessionInfo, version: OcppVersion, call: Call
-    ) -> Payload | Awaitable[Payload]: ...
+    ) -> Payload | FollowUp | Awaitable[Payload | FollowUp]: ...
 
     def notify(self, info: SessionInfo, version: OcppVersion, send: Send) -> None: ...
 
@@ -44,3 +54,24 @@ class EmbeddedCentralSystem:
 
     def notify(self, info: SessionInfo, version: OcppVersion, send: Send) -> None:
         """SEND messages need no answer; the embedded system only lets them be logged."""
+
+
+class GatewayHandler:
+    """The gateway's own actions first (certificates), everything else to the inner handler."""
+
+    def __init__(self, inner: CallHandler, certificates: CertificateService) -> None:
+        self._inner = inner
+        self._certificates = certificates
+
+    def handle(
+        self, info: SessionInfo, version: OcppVersion, call: Call
+    ) -> Payload | FollowUp | Awaitable[Payload | FollowUp]:
+        """SignCertificate is answered by the gateway's CA; the rest by the inner handler."""
+        if call.action == "SignCertificate":
+            payload, after = self._certificates.sign_certificate(info, version, call.payload)
+            return FollowUp(payload, after) if after is not None else payload
+        return self._inner.handle(info, version, call)
+
+    def notify(self, info: SessionInfo, version: OcppVersion, send: Send) -> None:
+        """SEND messages go to the inner handler."""
+        self._inner.notify(info, version, send)

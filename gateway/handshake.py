@@ -38,6 +38,7 @@ class Allow:
     allowed_versions: frozenset[str] | None = None
     validation: ValidationMode | None = None
     client_chain: tuple[bytes, ...] = ()  # profile 3: the checked chain, re-checked on reloads
+    certificate_not_after: float | None = None  # profile 3: when the client certificate expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class Admit:
     validation: ValidationMode
     profile: int
     client_chain: tuple[bytes, ...] = ()
+    certificate_not_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +134,5 @@ class HandshakePipeline:
             allowed.validation or self._validation,
             allowed.profile,
             allowed.client_chain,
+            allowed.certificate_not_after,
         )

@@ -23,6 +23,7 @@ class SessionInfo:
     connected_at: float
     remote: str
     security_profile: int = 0
+    certificate_not_after: float | None = None  # profile 3: expiry of the client certificate
 
 
 class LiveSession(Protocol):

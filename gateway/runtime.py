@@ -20,6 +20,7 @@ from security.throttle import FailureLimiter
 from security.tokens import InMemoryTokenStore, JsonFileTokenStore, TokenStore
 
 from .admission import OffloadSettings, ProfilePolicy
+from .certificates import CertificateService
 from .config import GatewayConfig
 from .connection import (
     CLOSE_GOING_AWAY,
@@ -31,7 +32,7 @@ from .connection import (
 )
 from .embedded.base import EmbeddedSettings
 from .events import GatewayEvent
-from .handler import CallHandler, EmbeddedCentralSystem
+from .handler import CallHandler, EmbeddedCentralSystem, GatewayHandler
 from .handshake import (
     Admit,
     HandshakeFacts,
@@ -96,11 +97,23 @@ class Gateway:
             security or self._profile_policy(),
             config.ocpp.validation,
         )
-        self.handler = handler or EmbeddedCentralSystem(
-            EmbeddedSettings(
-                boot_status=config.embedded.boot_status,
-                heartbeat_interval_s=config.embedded.heartbeat_interval_seconds,
-            )
+        self.certificates = CertificateService(
+            Path(config.tls.certs_dir),
+            self.records,
+            self.router,
+            self.events,
+            config.security.cpo_name,
+            config.security.renew_days_before,
+        )
+        self.handler = GatewayHandler(
+            handler
+            or EmbeddedCentralSystem(
+                EmbeddedSettings(
+                    boot_status=config.embedded.boot_status,
+                    heartbeat_interval_s=config.embedded.heartbeat_interval_seconds,
+                )
+            ),
+            self.certificates,
         )
         self.connection_settings = ConnectionSettings(
             call_timeout=config.limits.call_timeout_seconds,
@@ -160,8 +173,21 @@ class Gateway:
             await asyncio.sleep(self.config.tls.reload_interval_seconds)
             try:
                 self.apply_changes()
+                self.check_renewals()
             except Exception:
                 log.exception("reload failed")
+
+    def check_renewals(self, now: float | None = None) -> None:
+        """Ask charge points whose certificate expires soon for a new CSR (time injectable)."""
+        now = time.time() if now is None else now
+        for session in self.registry.local_sessions():
+            if self.certificates.due_for_renewal(session.info, now):
+                version = session.session.version  # type: ignore[attr-defined]
+                task = asyncio.get_running_loop().create_task(
+                    self.certificates.request_renewal(session.info, version, now)
+                )
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     def apply_changes(self) -> None:
         """Reload records and trust material if they changed; close sessions no longer allowed."""
@@ -260,7 +286,14 @@ class Gateway:
     async def _serve(self, admit: Admit, remote: str, send: Any, receive: Any) -> None:
         version = admit.version
         await send({"type": "websocket.accept", "subprotocol": version.subprotocol})
-        info = SessionInfo(admit.identity, version.subprotocol, time.time(), remote, admit.profile)
+        info = SessionInfo(
+            admit.identity,
+            version.subprotocol,
+            time.time(),
+            remote,
+            admit.profile,
+            admit.certificate_not_after,
+        )
         session = OcppSession(
             admit.identity,
             version,
