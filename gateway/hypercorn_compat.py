@@ -5,13 +5,13 @@ start when the installed version or the internals moved; tests/unit/test_hyperco
 on an upgrade, so each upgrade is a deliberate review of this module.
 
 Internals used:
-- `hypercorn.asyncio.run.worker_serve(app, config, *, sockets, shutdown_trigger)`: serve sockets
-  created once by the supervisor in every worker, with our own drain as the shutdown trigger.
+- `hypercorn.asyncio.lifespan.Lifespan`, `hypercorn.asyncio.worker_context.WorkerContext` and
+  `hypercorn.asyncio.tcp_server.TCPServer`: the worker's accept loop (`gateway/listener.py`) serves
+  plain sockets as Hypercorn's `worker_serve` does and hands TLS streams it terminated itself to
+  `TCPServer` (Hypercorn has no way to expose client certificates or failed handshakes).
 - `hypercorn.protocol.ws_stream.Handshake`: its `extensions` attribute holds the client's offered
   extensions; clearing it declines permessage-deflate, which Hypercorn otherwise always accepts.
 - `hypercorn.config.Config._create_sockets(binds)`: binds listeners the way Hypercorn does.
-- `hypercorn.asyncio.tcp_server.TCPServer.run` reading `self.writer` and `self.app`: the gateway
-  terminates TLS at its start (`gateway/tls_listener.py`) and wraps `self.app` per connection.
 """
 
 from __future__ import annotations
@@ -34,28 +34,35 @@ def check_compatible() -> None:
             f"hypercorn {installed} is installed but the gateway is pinned to {PINNED_VERSION}: "
             "install the pinned version (pip install -e .) or review gateway/hypercorn_compat.py"
         )
-    from hypercorn.asyncio.run import worker_serve
+    from hypercorn.asyncio.lifespan import Lifespan
+    from hypercorn.asyncio.tcp_server import TCPServer
+    from hypercorn.asyncio.worker_context import WorkerContext
+    from hypercorn.config import Config
     from hypercorn.protocol import ws_stream
 
-    params = inspect.signature(worker_serve).parameters
-    if not {"app", "config", "sockets", "shutdown_trigger"} <= set(params):
-        raise HypercornIncompatible("hypercorn.asyncio.run.worker_serve changed its signature")
-    handshake_init = inspect.signature(ws_stream.Handshake.__init__).parameters
-    if list(handshake_init) != ["self", "headers", "http_version"]:
-        raise HypercornIncompatible("hypercorn Handshake.__init__ changed its signature")
-    from hypercorn.asyncio.tcp_server import TCPServer
-    from hypercorn.config import Config
-
+    expected = {
+        TCPServer.__init__: [
+            "self",
+            "app",
+            "loop",
+            "config",
+            "context",
+            "state",
+            "reader",
+            "writer",
+        ],
+        Lifespan.__init__: ["self", "app", "config", "loop", "lifespan_state"],
+        WorkerContext.__init__: ["self", "max_requests"],
+        ws_stream.Handshake.__init__: ["self", "headers", "http_version"],
+    }
+    for function, parameters in expected.items():
+        if list(inspect.signature(function).parameters) != parameters:
+            raise HypercornIncompatible(f"hypercorn {function.__qualname__} changed its signature")
+    for name in ("handle_lifespan", "wait_for_startup", "wait_for_shutdown"):
+        if not callable(getattr(Lifespan, name, None)):
+            raise HypercornIncompatible(f"hypercorn Lifespan.{name} is gone")
     if not callable(getattr(Config, "_create_sockets", None)):
         raise HypercornIncompatible("hypercorn Config._create_sockets is gone")
-    from . import tls_listener
-
-    run = tls_listener.original_run() or TCPServer.run
-    run_source = inspect.getsource(run)
-    if 'self.writer.get_extra_info("ssl_object")' not in run_source or "self.app" not in run_source:
-        raise HypercornIncompatible(
-            "hypercorn TCPServer.run no longer reads writer/app as expected"
-        )
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")

@@ -47,6 +47,7 @@ from .registry import InMemoryRegistry, SessionInfo, SessionRegistry
 from .router import Router
 from .security_events import SecurityEvents
 from .session import OcppSession
+from .tls_listener import TlsTermination
 from .trust import TrustState
 from .ui.service import UiService
 from .versions import VERSIONS
@@ -120,6 +121,7 @@ class Gateway:
             close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
+        self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self._closing: set[asyncio.Task[None]] = set()
 
     def _profile_policy(self) -> ProfilePolicy:
@@ -194,12 +196,10 @@ class Gateway:
         refresh = getattr(self.records, "refresh", None)
         records_changed = bool(refresh()) if refresh is not None else False
         reloaded = self.trust.reload_if_changed()
-        if reloaded is not None and reloaded.context_changed:
-            from . import tls_listener
-
-            termination = tls_listener.current()
-            if termination is not None and self.trust.context is not None:
-                termination.context = self.trust.context
+        termination = self.tls_termination
+        changed = reloaded is not None and reloaded.context_changed
+        if changed and termination is not None and self.trust.context is not None:
+            termination.context = self.trust.context
         if records_changed or (reloaded is not None and reloaded.store_changed):
             self._recheck_sessions()
 

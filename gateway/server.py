@@ -29,6 +29,7 @@ from . import tls_listener
 from .app import create_app, gateway_of
 from .config import GatewayConfig
 from .hypercorn_compat import check_compatible, set_permessage_deflate
+from .listener import serve_listeners
 from .logs import configure_logging, event
 
 log = logging.getLogger("gateway.server")
@@ -151,35 +152,34 @@ async def serve_gateway(
     hc: HypercornConfig | None = None,
 ) -> None:
     """Serve the gateway on `listeners` in this event loop until `stop` is set, then drain."""
-    from hypercorn.asyncio.run import worker_serve
     from hypercorn.utils import wrap_app
 
     set_permessage_deflate(config.server.permessage_deflate)
     app = app or create_app(config)
     gateway = gateway_of(app)
     if listeners.wss_ports and gateway.trust.context is not None:
-        tls_listener.install(
-            tls_listener.TlsTermination(
-                gateway.trust.context,
-                listeners.wss_ports,
-                config.tls.handshake_timeout_seconds,
-                gateway.tls_failure,
-            )
+        gateway.tls_termination = tls_listener.TlsTermination(
+            gateway.trust.context,
+            listeners.wss_ports,
+            config.tls.handshake_timeout_seconds,
+            gateway.tls_failure,
         )
-    else:
-        tls_listener.install(None)
     watcher = asyncio.get_running_loop().create_task(gateway.watch())
 
     async def shutdown_trigger() -> None:
         await stop.wait()
         await gateway.drain(config.server.drain_seconds)
 
+    hc = hc or hypercorn_config(config)
+    event(log, "serving", **listeners.addresses())
     try:
-        await worker_serve(
+        await serve_listeners(
             wrap_app(app, 0, "asgi"),
-            hc or hypercorn_config(config),
-            sockets=listeners.sockets,
-            shutdown_trigger=shutdown_trigger,
+            hc,
+            listeners.sockets.insecure_sockets,
+            listeners.wss_ports,
+            lambda: gateway.tls_termination,
+            shutdown_trigger,
         )
     finally:
         watcher.cancel()

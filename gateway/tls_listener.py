@@ -1,18 +1,15 @@
-"""TLS termination in front of Hypercorn, with the peer certificate handed to the app.
+"""TLS termination facts: the current server context, the ASGI TLS extension, failure reasons.
 
 Hypercorn 0.18 neither exposes the client certificate to the app (hypercorn issue #62) nor reports
-failed handshakes. The gateway therefore gives Hypercorn its wss sockets as plain sockets and
-performs the TLS handshake itself at the start of `TCPServer.run` (one wrapper around one method,
-checked by `hypercorn_compat`): a failed handshake becomes a security event with the peer address,
-and a successful one adds the ASGI TLS extension to every scope of the connection:
-`scope["extensions"]["tls"]` with `tls_version`, `cipher_suite`, `client_cert_chain` (PEM) and
-the non-standard `client_cert_chain_der` (DER, leaf first) and `cipher_name`.
+failed handshakes, so the gateway terminates TLS itself (`gateway/listener.py`). A failed handshake
+becomes a security event with the peer address; a successful one adds the ASGI TLS extension to
+every scope of the connection: `scope["extensions"]["tls"]` with `tls_version`, `cipher_suite`,
+`client_cert_chain` (PEM) and the non-standard `client_cert_chain_der` (DER, leaf first),
+`tls_version_name` and `cipher_name`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,10 +28,6 @@ class TlsTermination:
     ports: frozenset[int]
     handshake_timeout: float = 10.0
     on_failure: FailureCallback = field(default=lambda peer, reason, detail: None)
-
-
-_termination: TlsTermination | None = None
-_original_run: Any = None
 
 
 def tls_extension(ssl_object: Any) -> dict[str, Any]:
@@ -66,7 +59,7 @@ def tls_extension(ssl_object: Any) -> dict[str, Any]:
     }
 
 
-class _TlsScope:
+class TlsScope:
     """Wraps Hypercorn's app wrapper of one connection to add the TLS extension to scopes."""
 
     def __init__(self, app: Any, extension: dict[str, Any]) -> None:
@@ -109,47 +102,4 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
         return "tls_handshake_failed", reason
     if isinstance(exc, TimeoutError):
         return "tls_handshake_timeout", "no TLS handshake within the timeout"
-    return "tls_handshake_failed", type(exc).__name__
-
-
-async def _run_with_tls(self: Any) -> None:
-    termination = _termination
-    if termination is not None:
-        sockname = self.writer.get_extra_info("sockname")
-        if sockname and sockname[1] in termination.ports:
-            peername = self.writer.get_extra_info("peername")
-            peer = f"{peername[0]}:{peername[1]}" if peername else "unknown"
-            try:
-                await self.writer.start_tls(
-                    termination.context, ssl_handshake_timeout=termination.handshake_timeout
-                )
-            except (OSError, TimeoutError, ConnectionError, asyncio.IncompleteReadError) as exc:
-                reason, detail = failure_reason(exc)
-                termination.on_failure(peer, reason, detail)
-                transport = self.writer.transport
-                with contextlib.suppress(Exception):
-                    transport.abort()
-                return
-            self.app = _TlsScope(self.app, tls_extension(self.writer.get_extra_info("ssl_object")))
-    await _original_run(self)
-
-
-def install(termination: TlsTermination | None) -> None:
-    """Terminate TLS on `termination.ports` in this process (None: stop terminating)."""
-    global _termination, _original_run
-    from hypercorn.asyncio.tcp_server import TCPServer
-
-    if _original_run is None:
-        _original_run = TCPServer.run
-        TCPServer.run = _run_with_tls  # type: ignore[method-assign]
-    _termination = termination
-
-
-def original_run() -> Any:
-    """Hypercorn's own `TCPServer.run` once `install` wrapped it (None before)."""
-    return _original_run
-
-
-def current() -> TlsTermination | None:
-    """The termination installed in this process."""
-    return _termination
+    return "tls_handshake_failed", f"{type(exc).__name__}: {exc}"[:200]
