@@ -7,11 +7,14 @@ generated and shown once. Only an argon2id hash is stored.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import click
 import orjson
 
+from security.audit import AuditLog
 from security.passwords import (
     PasswordRuleError,
     generate_authorization_key,
@@ -36,6 +39,44 @@ def _store(config_path: str | None) -> JsonFileRecordStore:
         click.echo("security.records_file is empty: records are not persisted", err=True)
         sys.exit(2)
     return JsonFileRecordStore(config.security.records_file)
+
+
+def _audit(config_path: str | None) -> AuditLog:
+    """The audit log of `security.audit_log`, checked writable before anything changes."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    audit = AuditLog(config.security.audit_log)
+    try:
+        audit.check_writable()
+    except OSError as exc:
+        click.echo(f"cannot write the audit log {audit.path}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    return audit
+
+
+@contextmanager
+def _refusals_audited(audit: AuditLog, action: str, identity: str) -> Iterator[dict[str, str]]:
+    """Audit a usage error raised inside as `refused`; the yielded dict may rename the action."""
+    names = {"action": action}
+    try:
+        yield names
+    except click.ClickException as exc:
+        audit.record(
+            names["action"], result="refused", identity=identity, reason=exc.format_message()
+        )
+        raise
+
+
+def _audit_fields(record: ChargePointRecord) -> dict[str, object]:
+    """What the audit line says about a record: never the password hash, only whether it is set."""
+    return {
+        "profile": record.security_profile,
+        "credential": "set" if record.password_hash else None,
+        "enabled": record.enabled,
+    }
 
 
 def _check_identity(identity: str) -> None:
@@ -143,25 +184,28 @@ def cp() -> None:
 @config_option
 def cp_add(identity: str, config_path: str | None, **opts: object) -> None:
     """Create the record of IDENTITY."""
-    _check_identity(identity)
-    store = _store(config_path)
-    if store.get(identity) is not None:
-        raise click.UsageError(f"{identity} exists: use 'cp set'")
-    profile = opts["profile"] if opts["profile"] is not None else 0
-    password_hash = _password_hash(opts)
-    if profile in (1, 2) and password_hash is None:
-        raise click.UsageError(f"profile {profile} needs a password: --generate-password, ...")
-    record = ChargePointRecord(
-        identity,
-        profile,
-        password_hash,
-        _versions(opts["versions"]),  # type: ignore[arg-type]
-        opts["expected_cn"],
-        opts["expected_o"],
-        opts["validation"],  # type: ignore[arg-type]
-        opts["enabled"] if opts["enabled"] is not None else True,  # type: ignore[arg-type]
-    )
-    store.put(record)
+    audit = _audit(config_path)
+    with _refusals_audited(audit, "cp.add", identity):
+        _check_identity(identity)
+        store = _store(config_path)
+        if store.get(identity) is not None:
+            raise click.UsageError(f"{identity} exists: use 'cp set'")
+        profile = opts["profile"] if opts["profile"] is not None else 0
+        password_hash = _password_hash(opts)
+        if profile in (1, 2) and password_hash is None:
+            raise click.UsageError(f"profile {profile} needs a password: --generate-password, ...")
+        record = ChargePointRecord(
+            identity,
+            profile,
+            password_hash,
+            _versions(opts["versions"]),  # type: ignore[arg-type]
+            opts["expected_cn"],
+            opts["expected_o"],
+            opts["validation"],  # type: ignore[arg-type]
+            opts["enabled"] if opts["enabled"] is not None else True,  # type: ignore[arg-type]
+        )
+        store.put(record)
+    audit.record("cp.add", identity=identity, **_audit_fields(record))
     click.echo(orjson.dumps(_show(record)).decode())
 
 
@@ -172,28 +216,40 @@ def cp_add(identity: str, config_path: str | None, **opts: object) -> None:
 @config_option
 def cp_set(identity: str, config_path: str | None, force_downgrade: bool, **opts: object) -> None:
     """Change the record of IDENTITY (a lower profile needs --force-downgrade)."""
-    store = _store(config_path)
-    record = store.get(identity)
-    if record is None:
-        raise click.UsageError(f"no record for {identity}: use 'cp add'")
-    changes: dict[str, object] = {}
-    for key in ("expected_cn", "expected_o", "validation", "enabled"):
-        if opts[key] is not None:
-            changes[key] = opts[key]
-    if opts["profile"] is not None:
-        changes["security_profile"] = opts["profile"]
-    if opts["versions"] is not None:
-        changes["allowed_versions"] = _versions(opts["versions"])  # type: ignore[arg-type]
-    password_hash = _password_hash(opts)
-    if password_hash is not None:
-        changes["password_hash"] = password_hash
-    updated = replace(record, **changes)  # type: ignore[arg-type]
-    if updated.security_profile in (1, 2) and not updated.password_hash:
-        raise click.UsageError("profiles 1 and 2 need a password")
-    try:
-        store.put(updated, allow_downgrade=force_downgrade)
-    except DowngradeRefused as exc:
-        raise click.UsageError(str(exc)) from None
+    audit = _audit(config_path)
+    with _refusals_audited(audit, "cp.set", identity) as names:
+        store = _store(config_path)
+        record = store.get(identity)
+        if record is None:
+            raise click.UsageError(f"no record for {identity}: use 'cp add'")
+        changes: dict[str, object] = {}
+        for key in ("expected_cn", "expected_o", "validation", "enabled"):
+            if opts[key] is not None:
+                changes[key] = opts[key]
+        if opts["profile"] is not None:
+            changes["security_profile"] = opts["profile"]
+            if opts["profile"] < record.security_profile:  # type: ignore[operator]
+                names["action"] = "cp.downgrade"
+        if opts["versions"] is not None:
+            changes["allowed_versions"] = _versions(opts["versions"])  # type: ignore[arg-type]
+        password_hash = _password_hash(opts)
+        if password_hash is not None:
+            changes["password_hash"] = password_hash
+        updated = replace(record, **changes)  # type: ignore[arg-type]
+        if updated.security_profile in (1, 2) and not updated.password_hash:
+            raise click.UsageError("profiles 1 and 2 need a password")
+        try:
+            store.put(updated, allow_downgrade=force_downgrade)
+        except DowngradeRefused as exc:
+            raise click.UsageError(str(exc)) from None
+    changed = sorted("credential" if k == "password_hash" else k for k in changes)
+    audit.record(
+        names["action"],
+        identity=identity,
+        changed=changed,
+        previous_profile=record.security_profile,
+        **_audit_fields(updated),
+    )
     click.echo(orjson.dumps(_show(updated)).decode())
 
 
@@ -227,7 +283,10 @@ def cp_list(as_json: bool, config_path: str | None) -> None:
 @config_option
 def cp_remove(identity: str, config_path: str | None) -> None:
     """Delete the record of IDENTITY (a running gateway closes its session)."""
+    audit = _audit(config_path)
     if not _store(config_path).remove(identity):
+        audit.record("cp.remove", result="refused", identity=identity, reason="no_record")
         click.echo(f"no record for {identity}", err=True)
         sys.exit(1)
+    audit.record("cp.remove", identity=identity)
     click.echo(f"removed {identity}")

@@ -45,6 +45,7 @@ from .identity import IdentityRules
 from .logs import event
 from .registry import InMemoryRegistry, SessionInfo, SessionRegistry
 from .router import Router
+from .security_actions import SecurityActions
 from .security_events import SecurityEvents
 from .session import OcppSession
 from .tls_listener import TlsTermination
@@ -97,6 +98,9 @@ class Gateway:
             versions,
             security or self._profile_policy(),
             config.ocpp.validation,
+        )
+        self.security_actions = SecurityActions(
+            self.records, self.registry, self.router, lambda: self._recheck_sessions()
         )
         self.certificates = CertificateService(
             Path(config.tls.certs_dir),

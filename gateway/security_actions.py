@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -58,10 +59,17 @@ def _status(result: CallResult | CallError, *path: str) -> str:
 class SecurityActions:
     """Carries out the admin security actions."""
 
-    def __init__(self, records: RecordStore, registry: SessionRegistry, router: Router) -> None:
+    def __init__(
+        self,
+        records: RecordStore,
+        registry: SessionRegistry,
+        router: Router,
+        on_record_change: Callable[[], None] = lambda: None,
+    ) -> None:
         self._records = records
         self._registry = registry
         self._router = router
+        self._on_record_change = on_record_change  # re-checks live sessions against records
 
     def _subprotocol(self, identity: str) -> str:
         session = self._registry.get(identity)
@@ -136,6 +144,7 @@ class SecurityActions:
             status = _status(result, "status")
         if status == "Accepted":
             self._records.put(replace(record, security_profile=profile))  # type: ignore[arg-type]
+            self._on_record_change()
         event(log, "profile_upgrade", identity=identity, profile=profile, status=status)
         return {
             "status": status,

@@ -23,6 +23,7 @@ from ..events import GatewayEvent
 from ..logs import event
 from ..ocppj.codec import CallError
 from ..router import CallFailed, Router
+from ..security_actions import ActionFailed, SecurityActions
 from .protocol import BadRequest, encode, error, parse_client_message
 from .service import UiService
 
@@ -51,7 +52,9 @@ class UiConnection:
         send_text: Callable[[str], Awaitable[None]],
         close: Callable[[int, str], Awaitable[None]],
         last_message_at: Callable[[str], float],
+        security_actions: SecurityActions | None = None,
     ) -> None:
+        self._security_actions = security_actions
         self.token = token
         self._service = service
         self._router = router
@@ -154,6 +157,8 @@ class UiConnection:
             )
         elif kind == "command":
             self._command(message)
+        elif kind == "security_action":
+            self._security_action(message)
         else:  # auth after authentication
             self._reply(error(request_id, "bad_request", "already authenticated"))
 
@@ -188,6 +193,11 @@ class UiConnection:
         request_id = message["id"]
         if not self.token.allows("operator"):
             self._reply(error(request_id, "forbidden", "commands need an operator token"))
+            return
+        if is_security_sensitive(message["action"], message["payload"]) and not self.token.allows(
+            "admin"
+        ):
+            self._reply(error(request_id, "forbidden", "security-sensitive commands need admin"))
             return
         if not self._service.allow_command(self.token):
             self._reply(error(request_id, "rate_limited", "too many commands: slow down"))
@@ -239,6 +249,60 @@ class UiConnection:
             }
         return {**base, "outcome": "callresult", "payload": result.payload}
 
+    def _security_action(self, message: dict[str, Any]) -> None:
+        if not self.token.allows("admin"):
+            self._reply(error(message["id"], "forbidden", "security actions need an admin token"))
+            return
+        if not self._service.allow_command(self.token):
+            self._reply(error(message["id"], "rate_limited", "too many commands: slow down"))
+            return
+        task = asyncio.get_running_loop().create_task(self._run_security_action(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_security_action(self, message: dict[str, Any]) -> None:
+        request_id, identity, action = message["id"], message["identity"], message["action"]
+        actions = self._security_actions
+        try:
+            if not self.token.sees(identity) or actions is None:
+                raise ActionFailed("offline", f"charge point {identity} is not connected")
+            if action == "rotate_password":
+                outcome = await actions.rotate_password(identity)
+            elif action == "upgrade_profile":
+                if "profile" not in message:
+                    raise ActionFailed("invalid", "upgrade_profile needs 'profile'")
+                outcome = await actions.upgrade_profile(identity, message["profile"])
+            else:
+                if "serial_number" not in message:
+                    raise ActionFailed("invalid", "delete_certificate needs 'serial_number'")
+                outcome = await actions.delete_certificate(identity, message["serial_number"])
+        except ActionFailed as failed:
+            self._reply(error(request_id, failed.code, failed.reason))
+            return
+        except CallFailed as failed:
+            code = "offline" if failed.reason == "closed" else failed.reason
+            self._reply(error(request_id, code, failed.detail))
+            return
+        event(
+            log,
+            "ui_security_action",
+            token=self.token.token_id,
+            identity=identity,
+            action=action,
+            status=outcome.get("status"),
+        )
+        self._reply(
+            encode(
+                {
+                    "type": "security_result",
+                    "id": request_id,
+                    "identity": identity,
+                    "action": action,
+                    **outcome,
+                }
+            )
+        )
+
     async def stop(self) -> None:
         """Cancel the commands still running for this client."""
         for task in list(self._tasks):
@@ -268,3 +332,32 @@ def _event_message(subscription: str, gateway_event: GatewayEvent) -> str:
         if value:
             message[name] = value
     return encode(message)
+
+
+# Commands that change a charge point's security: admin tokens only.
+SECURITY_SENSITIVE_ACTIONS = frozenset(
+    {
+        "CertificateSigned",
+        "InstallCertificate",
+        "DeleteCertificate",
+        "SetNetworkProfile",
+        "SignedUpdateFirmware",
+        "UpdateFirmware",
+        "Reset",
+    }
+)
+SECURITY_CONFIGURATION_KEYS = frozenset({"AuthorizationKey", "SecurityProfile", "CpoName"})
+
+
+def is_security_sensitive(action: str, payload: dict[str, Any]) -> bool:
+    """True for commands that change credentials, certificates, network profiles or firmware."""
+    if action in SECURITY_SENSITIVE_ACTIONS:
+        return True
+    if action == "ChangeConfiguration":
+        return payload.get("key") in SECURITY_CONFIGURATION_KEYS
+    if action == "SetVariables":
+        return any(
+            isinstance(item, dict) and (item.get("component") or {}).get("name") == "SecurityCtrlr"
+            for item in payload.get("setVariableData") or []
+        )
+    return False

@@ -61,6 +61,7 @@ def register_ui(app: Quart, gateway: Gateway) -> None:
             websocket.send,
             websocket.close,
             gateway.last_message_at,
+            gateway.security_actions,
         )
         event(log, "ui_connected", token=token.token_id, role=token.role, remote=remote)
         await websocket.send(
