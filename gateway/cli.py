@@ -9,6 +9,7 @@ import orjson
 
 from .cli_ca import ca, certs
 from .cli_cp import cp
+from .cli_remote import remote
 from .cli_ui import ui
 from .config import ConfigError, GatewayConfig, describe, load_config, reference
 
@@ -76,6 +77,7 @@ main.add_command(cp)
 main.add_command(ca)
 main.add_command(certs)
 main.add_command(ui)
+main.add_command(remote)
 
 
 def _toml(value: object) -> str:

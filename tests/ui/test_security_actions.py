@@ -236,3 +236,54 @@ async def test_security_actions_and_sensitive_commands_need_admin(admin_gateway)
         }
     )
     assert password["code"] == "forbidden"
+
+
+async def _cli(admin_gateway, *args: str, token: str) -> tuple[int, dict]:
+    import os
+    import sys
+
+    url = f"ws://127.0.0.1:{admin_gateway.server.port}/ui"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "remote",
+        "--url",
+        url,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OCPP_GATEWAY_TOKEN": token},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode, orjson.loads(out) if out.strip() else {"stderr": err.decode()}
+
+
+async def test_cli_acts_on_live_charge_points_through_the_ui_api(admin_gateway):
+    url = admin_gateway.cp_url("ROT2")
+    answers = {
+        "SetVariables": _accepted_variable("Accepted"),
+        "ChangeAvailability": {"status": "Accepted"},
+    }
+    async with scripted(url, "ocpp2.0.1", answers, _basic("ROT2", OLD.encode())) as calls:
+        code, listed = await _cli(admin_gateway, "list", token=admin_gateway.secrets["admin"])
+        assert code == 0 and [cp["identity"] for cp in listed["charge_points"]] == ["ROT2"]
+        code, rotated = await _cli(
+            admin_gateway, "rotate-password", "ROT2", token=admin_gateway.secrets["admin"]
+        )
+        assert (code, rotated["status"]) == (0, "Accepted")
+        code, answer = await _cli(
+            admin_gateway,
+            "command",
+            "ROT2",
+            "ChangeAvailability",
+            "--payload",
+            '{"operationalStatus":"Inoperative"}',
+            token=admin_gateway.secrets["operator"],
+        )
+        assert (code, answer["payload"]) == (0, {"status": "Accepted"})
+        code, refused = await _cli(
+            admin_gateway, "rotate-password", "ROT2", token=admin_gateway.secrets["operator"]
+        )
+        assert (code, refused["code"]) == (1, "forbidden")
+    assert [c[2] for c in calls] == ["SetVariables", "ChangeAvailability"]
