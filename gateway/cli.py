@@ -32,6 +32,8 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML file.")
 def serve(config_path: str | None) -> None:
     """Run the gateway until SIGTERM or Ctrl-C."""
+    from security.castore import CaStoreError
+
     from .hypercorn_compat import HypercornIncompatible
     from .server import serve as run
 
@@ -41,6 +43,9 @@ def serve(config_path: str | None) -> None:
     except HypercornIncompatible as exc:
         click.echo(f"refusing to start: {exc}", err=True)
         sys.exit(3)
+    except (CaStoreError, FileExistsError) as exc:
+        click.echo(f"refusing to start: the CA store is not usable: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.group()

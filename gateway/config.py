@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 ENV_PREFIX = "OCPP_GATEWAY_"
 ENV_CONFIG_FILE = "OCPP_GATEWAY_CONFIG"
+# Variables with the prefix that are not configuration keys (read by the CLI and the CA code).
+NON_CONFIG_ENV = frozenset({ENV_CONFIG_FILE, "OCPP_GATEWAY_CA_PASSPHRASE", "OCPP_GATEWAY_TOKEN"})
 KNOWN_SUBPROTOCOLS = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
 _PATH_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/-._~")
 
@@ -415,7 +417,7 @@ def load_config(
         for f in dataclasses.fields(cls)
     }
     for env_key, value in environ.items():
-        if not env_key.startswith(ENV_PREFIX) or env_key == ENV_CONFIG_FILE:
+        if not env_key.startswith(ENV_PREFIX) or env_key in NON_CONFIG_ENV:
             continue
         if env_key not in env_keys:
             raise _unknown(env_key, sorted(env_keys))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from security.cadb import CaDatabase
 from security.certcheck import CertRejected, check_client_certificate
 from security.policy import Authenticator, PolicySettings
 from security.records import InMemoryRecordStore, JsonFileRecordStore, RecordStore
@@ -110,6 +111,7 @@ class Gateway:
             config.security.cpo_name,
             config.security.renew_days_before,
         )
+        self.certificates.on_issued = CaDatabase.of_store(config.tls.certs_dir).on_issued
         self.handler = GatewayHandler(
             handler
             or EmbeddedCentralSystem(

@@ -46,6 +46,11 @@ def ensure_dev_certificates(
     """Create a dev CA and server chains when the store has no server chain; else None."""
     if has_server_credentials(certs_dir):
         return None
+    if (certs_dir / "ca" / "root.key").exists() or (certs_dir / "ca" / "issuing.key").exists():
+        raise FileExistsError(
+            f"{certs_dir}/ca holds a CA but {certs_dir}/server has no chain: issue one with "
+            "'ocpp-gateway ca issue-server --san HOST' (the dev CA never replaces a real one)"
+        )
     ca_dir = certs_dir / "ca"
     for folder in ("ca", "trust", "intermediate", "crl", "server"):
         (certs_dir / folder).mkdir(parents=True, exist_ok=True)

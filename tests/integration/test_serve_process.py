@@ -65,6 +65,7 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
             + "reload_interval_seconds = 0.2\n"
             + f'\n[security]\nrecords_file = "{tmp_path / "records.json"}"\n'
             + "dev_auto_register = true\n"
+            + f'audit_log = "{tmp_path / "audit.log"}"\n'
             + '\n[log]\nformat = "json"\n'
         )
         process = await asyncio.create_subprocess_exec(

@@ -374,7 +374,7 @@ CHAIN = (LEAF_DER, ISSUING_DER)
         (
             Admitted(ChargePointRecord("CP-1", 3, validation="strict"), ACCEPTED_CERT),
             {"client_cert_chain_der": list(CHAIN)},
-            Allow(3, None, "strict", CHAIN),
+            Allow(3, None, "strict", CHAIN, ACCEPTED_CERT.not_after.timestamp()),
         ),
         (
             # A profile-1 record over mutual TLS: the unchecked chain is not passed on.

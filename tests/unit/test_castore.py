@@ -352,3 +352,14 @@ def test_encrypted_server_key_needs_the_passphrase(tmp_path: Path, pki: Pki) -> 
     with pytest.raises(CaStoreError) as raised:
         load_server_credentials(tmp_path)
     assert raised.value.path == key_path and "no passphrase" in raised.value.reason
+
+
+def test_dev_certificates_never_replace_an_existing_ca(tmp_path: Path) -> None:
+    """`ca init` made a CA but no server chain yet: the dev CA must not overwrite it."""
+    from security.devcerts import ensure_dev_certificates
+
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "root.key").write_text("a real CA key")
+    with pytest.raises(FileExistsError, match="issue-server"):
+        ensure_dev_certificates(tmp_path, "localhost")
+    assert (tmp_path / "ca" / "root.key").read_text() == "a real CA key"
