@@ -21,6 +21,10 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from ocpp.v16 import call_result as result16
 from ocpp.v16.enums import Action as Action16
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call as call21
+from ocpp.v21 import call_result as result21
+from ocpp.v21.enums import Action as Action21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
@@ -47,6 +51,21 @@ class Station201(ChargePoint201):
         return result201.TriggerMessage(status="Accepted")
 
 
+class Station21(ChargePoint21):
+    chains: list[str]
+    triggers: list[str]
+
+    @on(Action21.certificate_signed)
+    def on_certificate_signed(self, certificate_chain: str, **_: Any) -> Any:
+        self.chains.append(certificate_chain)
+        return result21.CertificateSigned(status="Accepted")
+
+    @on(Action21.trigger_message)
+    def on_trigger(self, requested_message: str, **_: Any) -> Any:
+        self.triggers.append(requested_message)
+        return result21.TriggerMessage(status="Accepted")
+
+
 class Station16(ChargePoint16):
     chains: list[str]
     triggers: list[str]
@@ -64,7 +83,7 @@ class Station16(ChargePoint16):
 
 @contextlib.asynccontextmanager
 async def station(url, subprotocol, identity, **connect):
-    cls = Station16 if subprotocol == "ocpp1.6" else Station201
+    cls = {"ocpp1.6": Station16, "ocpp2.0.1": Station201, "ocpp2.1": Station21}[subprotocol]
     async with websockets.connect(url, subprotocols=[subprotocol], **connect) as ws:
         cp = cls(identity, ws, response_timeout=5)
         cp.chains, cp.triggers = [], []
@@ -100,10 +119,11 @@ async def _wait(predicate, timeout: float = 5.0) -> None:
 def _sign_call(subprotocol: str, csr: str):
     if subprotocol == "ocpp1.6":
         return call16.SignCertificate(csr=csr)
-    return call201.SignCertificate(csr=csr, certificate_type="ChargingStationCertificate")
+    calls = call21 if subprotocol == "ocpp2.1" else call201
+    return calls.SignCertificate(csr=csr, certificate_type="ChargingStationCertificate")
 
 
-@pytest.mark.parametrize("subprotocol", ["ocpp1.6", "ocpp2.0.1"])
+@pytest.mark.parametrize("subprotocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
 async def test_csr_is_signed_and_the_new_certificate_connects_at_profile3(secure, subprotocol):
     """A02: a CSR over TLS, CertificateSigned, then a reconnection with it (TC_A_11_CSMS)."""
     csr, key = make_csr("CP2")
@@ -202,7 +222,11 @@ async def test_csr_over_a_profile1_session_is_rejected(secure):
 
 @pytest.mark.parametrize(
     ("subprotocol", "requested"),
-    [("ocpp2.0.1", "SignChargingStationCertificate"), ("ocpp1.6", "SignChargePointCertificate")],
+    [
+        ("ocpp2.0.1", "SignChargingStationCertificate"),
+        ("ocpp2.1", "SignChargingStationCertificate"),
+        ("ocpp1.6", "SignChargePointCertificate"),
+    ],
 )
 async def test_near_expiry_certificate_triggers_a_new_csr_once(secure, subprotocol, requested):
     """Renewal before expiry: time is injected, not slept."""

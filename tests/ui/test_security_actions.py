@@ -287,3 +287,38 @@ async def test_cli_acts_on_live_charge_points_through_the_ui_api(admin_gateway):
         )
         assert (code, refused["code"]) == (1, "forbidden")
     assert [c[2] for c in calls] == ["SetVariables", "ChangeAvailability"]
+
+
+async def test_certificate_management_commands_reach_the_charge_point_for_admins(admin_gateway):
+    """TC_M_*_CSMS: InstallCertificate and GetInstalledCertificateIds with the real answers."""
+    admin = await connect(admin_gateway, "admin")
+    answers = {
+        "InstallCertificate": {"status": "Accepted"},
+        "GetInstalledCertificateIds": {
+            "status": "Accepted",
+            "certificateHashDataChain": [
+                {"certificateType": "CSMSRootCertificate", "certificateHashData": HASH}
+            ],
+        },
+    }
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    async with scripted(admin_gateway.cp_url("CERTS"), "ocpp2.0.1", answers) as calls:
+        installed = await admin.request(
+            {
+                "type": "command",
+                "identity": "CERTS",
+                "action": "InstallCertificate",
+                "payload": {"certificateType": "CSMSRootCertificate", "certificate": pem},
+            }
+        )
+        listed = await admin.request(
+            {
+                "type": "command",
+                "identity": "CERTS",
+                "action": "GetInstalledCertificateIds",
+                "payload": {"certificateType": ["CSMSRootCertificate"]},
+            }
+        )
+    assert installed["payload"] == {"status": "Accepted"}
+    assert listed["payload"]["certificateHashDataChain"][0]["certificateHashData"] == HASH
+    assert calls[0][3] == {"certificateType": "CSMSRootCertificate", "certificate": pem}
