@@ -24,7 +24,6 @@ from typing import Any, NoReturn, cast
 import click
 import orjson
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from security.audit import AuditLog
@@ -55,7 +54,7 @@ from security.cadb import (
     key_id,
     write_crl,
 )
-from security.castore import CaStoreError, load_ca_store
+from security.castore import CaStoreError, is_ca, is_self_signed, load_ca_store
 from security.csr import CsrRejected, check_csr
 from security.records import JsonFileRecordStore
 
@@ -740,21 +739,6 @@ def _anchor_files(certs_dir: Path) -> list[tuple[Path, list[x509.Certificate]]]:
     return files
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _is_self_signed(cert: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -809,9 +793,9 @@ def import_anchor(file: str, config_path: str | None) -> None:
     cert = found[0]
     fields = {"fingerprint": fingerprint(cert), "subject": cert.subject.rfc4514_string()}
     problem = None
-    if not _is_ca(cert):
+    if not is_ca(cert):
         problem = ("not_a_ca", "not a CA certificate (BasicConstraints CA:TRUE)")
-    elif not _is_self_signed(cert):
+    elif not is_self_signed(cert):
         problem = ("not_self_signed", "not self-signed: an issuing CA is no anchor")
     elif (weakness := key_weakness(cert.public_key())) is not None:
         problem = ("weak_key", f"its key is too weak ({weakness}; A00.FR.501-504)")

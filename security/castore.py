@@ -157,9 +157,9 @@ def _anchors(path: Path, data: bytes) -> list[x509.Certificate]:
     certs = _certificates(path, data)
     for index, cert in enumerate(certs, 1):
         what = f"certificate #{index} ({_subject(cert)})"
-        if not _is_ca(cert):
+        if not is_ca(cert):
             raise CaStoreError(path, f"{what} is not a CA certificate (BasicConstraints CA:TRUE)")
-        if not _is_self_signed(cert):
+        if not is_self_signed(cert):
             raise CaStoreError(
                 path, f"{what} is not self-signed: issuing CAs belong in intermediate/"
             )
@@ -170,9 +170,9 @@ def _intermediates(path: Path, data: bytes) -> list[x509.Certificate]:
     certs = _certificates(path, data)
     for index, cert in enumerate(certs, 1):
         what = f"certificate #{index} ({_subject(cert)})"
-        if not _is_ca(cert):
+        if not is_ca(cert):
             raise CaStoreError(path, f"{what} is not a CA certificate (BasicConstraints CA:TRUE)")
-        if _is_self_signed(cert):
+        if is_self_signed(cert):
             raise CaStoreError(path, f"{what} is a self-signed root: roots belong in trust/")
     return certs
 
@@ -234,14 +234,16 @@ def _check_server_pair(
 # -- certificate facts -------------------------------------------------------------------------
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
+    """True for a certificate with BasicConstraints CA:TRUE."""
     try:
         return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         return False
 
 
-def _is_self_signed(cert: x509.Certificate) -> bool:
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """True when the certificate's own key verifies its signature."""
     try:
         cert.verify_directly_issued_by(cert)
     except (ValueError, TypeError, InvalidSignature):

@@ -42,3 +42,23 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+
+
+class WatchedJsonFile:
+    """A JSON file that other processes may replace: `changed()` returns its new content once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._stamp: Stamp = None
+
+    def changed(self) -> tuple[bool, Any]:
+        """(True, content or None) when the file changed since last seen, else (False, None)."""
+        stamp = file_stamp(self.path)
+        if stamp == self._stamp:
+            return False, None
+        self._stamp = stamp
+        return True, read_json(self.path)
+
+    def write(self, payload: Any) -> None:
+        """Replace the file atomically (0600) and remember the version written."""
+        self._stamp = write_json_atomic(self.path, payload)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from .jsonfile import Stamp, file_stamp, read_json, write_json_atomic
+from .jsonfile import WatchedJsonFile
 
 SecurityProfile = Literal[0, 1, 2, 3]
 ValidationMode = Literal["strict", "lenient"]
@@ -109,22 +109,19 @@ class JsonFileRecordStore(InMemoryRecordStore):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        self.path = Path(path)
-        self._stamp: Stamp = None
+        self._file = WatchedJsonFile(path)
+        self.path = self._file.path
         self.refresh()
 
     def refresh(self) -> bool:
         """Re-read the file if it changed since the last read or write; True when it did."""
-        stamp = file_stamp(self.path)
-        if stamp == self._stamp:
-            return False
-        data = read_json(self.path) or {}
-        records = {}
-        for item in data.get("charge_points", []):
-            record = ChargePointRecord.from_json(item)
-            records[record.identity] = record
-        self._records, self._stamp = records, stamp
-        return True
+        changed, data = self._file.changed()
+        if changed:
+            records = (
+                ChargePointRecord.from_json(i) for i in (data or {}).get("charge_points", [])
+            )
+            self._records = {record.identity: record for record in records}
+        return changed
 
     def put(self, record: ChargePointRecord, *, allow_downgrade: bool = False) -> None:
         self.refresh()
@@ -138,6 +135,5 @@ class JsonFileRecordStore(InMemoryRecordStore):
             self._save()
         return removed
 
-    def _save(self) -> None:
-        payload = {"version": 1, "charge_points": [r.to_json() for r in self.all()]}
-        self._stamp = write_json_atomic(self.path, payload)  # 0600: password hashes inside
+    def _save(self) -> None:  # 0600: password hashes inside
+        self._file.write({"version": 1, "charge_points": [r.to_json() for r in self.all()]})

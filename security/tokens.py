@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
-from .jsonfile import Stamp, file_stamp, read_json, write_json_atomic
+from .jsonfile import WatchedJsonFile
 
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
@@ -114,21 +114,20 @@ class JsonFileTokenStore(InMemoryTokenStore):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        self.path = Path(path)
-        self._stamp: Stamp = None
+        self._file = WatchedJsonFile(path)
+        self.path = self._file.path
         self.refresh()
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; True when it did."""
-        stamp = file_stamp(self.path)
-        if stamp == self._stamp:
-            return False
-        tokens: dict[str, ApiToken] = {}
-        for item in (read_json(self.path) or {}).get("tokens", []):
-            token = ApiToken(**{**item, "scopes": tuple(item["scopes"])})
-            tokens[token.hash] = token
-        self._tokens, self._stamp = tokens, stamp
-        return True
+        changed, data = self._file.changed()
+        if changed:
+            tokens = (
+                ApiToken(**{**item, "scopes": tuple(item["scopes"])})
+                for item in (data or {}).get("tokens", [])
+            )
+            self._tokens = {token.hash: token for token in tokens}
+        return changed
 
     def by_hash(self, digest: str) -> ApiToken | None:
         self.refresh()
@@ -141,5 +140,4 @@ class JsonFileTokenStore(InMemoryTokenStore):
     def put(self, token: ApiToken) -> None:
         self.refresh()
         super().put(token)
-        payload = {"version": 1, "tokens": [asdict(t) for t in self.all()]}
-        self._stamp = write_json_atomic(self.path, payload)
+        self._file.write({"version": 1, "tokens": [asdict(t) for t in self.all()]})
