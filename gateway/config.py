@@ -274,6 +274,27 @@ class UiConfig:
 
 
 @dataclass(frozen=True)
+class RedisConfig:
+    """Redis: many workers and nodes acting as one gateway (empty url: embedded, one process)."""
+
+    url: str = _opt(
+        "",
+        "redis:// or rediss:// URL with ACL user/password; empty keeps everything embedded",
+        secret=True,
+    )
+    key_prefix: str = _opt("ocppgw:", "prefix of every key and channel")
+    node_id: str = _opt("", "this worker's name in the cluster; empty: host name and process id")
+    claim_ttl_seconds: float = _opt(
+        15.0, "how long a dead node's sessions stay claimed (refreshed at a third of it)"
+    )
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("redis.url", "not a Redis URL", "write redis://user:pass@host:6379/0")
+        _check_range("redis.claim_ttl_seconds", self.claim_ttl_seconds, 1, 3600)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -294,6 +315,7 @@ class GatewayConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ui: UiConfig = field(default_factory=UiConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:

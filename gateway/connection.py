@@ -72,6 +72,7 @@ class ChargePointConnection:
         self._forced = False
         self.closed = False
         self.close_code: int | None = None
+        self.claim_epoch: int | None = None  # the cluster-wide claim of this session
         self.client_chain: tuple[bytes, ...] = ()  # profile 3: re-checked on CA store changes
         # called with the charge point's own SecurityEventNotification payloads
         self.on_security_notice: Any = None

@@ -7,11 +7,17 @@ shutdown (refuse new upgrades, close sessions with 1001, bounded wait).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from security.cadb import CaDatabase
 from security.certcheck import CertRejected, check_client_certificate
@@ -22,6 +28,8 @@ from security.tokens import InMemoryTokenStore, JsonFileTokenStore, TokenStore
 
 from .admission import OffloadSettings, ProfilePolicy
 from .certificates import CertificateService
+from .cluster.bus import RedisBus
+from .cluster.directory import InMemoryDirectory, RedisDirectory, SessionDirectory
 from .config import GatewayConfig
 from .connection import (
     CLOSE_GOING_AWAY,
@@ -127,8 +135,94 @@ class Gateway:
             close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
+        self.node_id = config.redis.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.directory: SessionDirectory = InMemoryDirectory(config.redis.claim_ttl_seconds)
+        self.bus: RedisBus | None = None
+        # Takeovers announced by other nodes while a claim of ours is in flight.
+        self._in_flight: Counter[str] = Counter()
+        self._claim_locks: dict[str, asyncio.Lock] = {}
+        self._claim_waiters: Counter[str] = Counter()
+        self._announced: dict[str, int] = {}
+        if config.redis.url:
+            self._redis = aioredis.from_url(config.redis.url)
+            self.directory = RedisDirectory(
+                self._redis, config.redis.key_prefix, config.redis.claim_ttl_seconds
+            )
+            self.bus = RedisBus(self._redis, config.redis.key_prefix, self.node_id)
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self._closing: set[asyncio.Task[None]] = set()
+
+    async def _claim_cluster_wide(self, identity: str, connection: ChargePointConnection) -> None:
+        """Claim `identity` for this node; tell a previous holder on another node to let go."""
+        self._in_flight[identity] += 1
+        try:
+            claim = await self.directory.claim(identity, self.node_id)
+        except Exception as exc:  # Redis unreachable: keep serving, log it
+            event(log, "claim_failed", logging.ERROR, identity=identity, error=str(exc)[:200])
+            return
+        finally:
+            self._in_flight[identity] -= 1
+            announced = self._announced.get(identity, 0)
+            if not self._in_flight[identity]:
+                del self._in_flight[identity]
+                self._announced.pop(identity, None)
+        connection.claim_epoch = claim.epoch
+        if announced > claim.epoch:  # a newer session elsewhere announced itself meanwhile
+            self._close_later(
+                connection, CLOSE_REPLACED, "replaced by a newer connection elsewhere"
+            )
+            return
+        previous = claim.previous_node
+        if previous is not None and previous != self.node_id and self.bus is not None:
+            event(
+                log, "session_taken_over", identity=identity, from_node=previous, epoch=claim.epoch
+            )
+            with contextlib.suppress(Exception):
+                await self.bus.publish(
+                    previous, {"type": "takeover", "identity": identity, "epoch": claim.epoch}
+                )
+
+    def _on_cluster_message(self, message: dict[str, Any]) -> None:
+        """A newer session of an identity lives on another node: close ours."""
+        if message.get("type") != "takeover":
+            return
+        identity, announced = str(message.get("identity")), int(message.get("epoch", 0))
+        if self._in_flight.get(identity):  # a claim of ours is in flight: it decides on return
+            self._announced[identity] = max(self._announced.get(identity, 0), announced)
+        session = self.registry.get(identity)
+        epoch = getattr(session, "claim_epoch", None)
+        if session is not None and epoch is not None and epoch < announced:
+            self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection elsewhere")
+
+    def _close_later(self, session: Any, code: int, reason: str) -> None:
+        task = asyncio.get_running_loop().create_task(session.close(code, reason))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def start_cluster(self) -> None:
+        """Listen for other nodes' messages (no-op without Redis)."""
+        if self.bus is not None:
+            await self.bus.start(self._on_cluster_message)
+
+    async def stop_cluster(self) -> None:
+        """Stop listening and close the Redis connection."""
+        if self.bus is not None:
+            await self.bus.stop()
+            await self._redis.aclose()
+
+    async def refresh_claims(self) -> None:
+        """Extend this node's claims; a session whose claim was taken over is closed."""
+        for session in self.registry.local_sessions():
+            epoch = getattr(session, "claim_epoch", None)
+            if epoch is None:
+                continue
+            try:
+                held = await self.directory.refresh(session.info.identity, self.node_id, epoch)
+            except Exception as exc:
+                event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
+                return
+            if not held:
+                self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security
@@ -176,9 +270,15 @@ class Gateway:
         self.events.emit(reason, identity=None, remote=peer, detail=detail, layer="tls")
 
     async def watch(self) -> None:
-        """Apply changes to the CA store and the records while running (every reload interval)."""
+        """Apply changes to the CA store and the records while running (every reload interval);
+        refresh this node's claims at a third of their TTL."""
+        refresh_every = self.config.redis.claim_ttl_seconds / 3
+        next_refresh = time.monotonic() + refresh_every
         while True:
-            await asyncio.sleep(self.config.tls.reload_interval_seconds)
+            await asyncio.sleep(min(self.config.tls.reload_interval_seconds, refresh_every))
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + refresh_every
+                await self.refresh_claims()
             try:
                 self.apply_changes()
                 self.check_renewals()
@@ -313,7 +413,18 @@ class Gateway:
         )
         connection.client_chain = admit.client_chain
         connection.on_security_notice = self._charge_point_security_event
-        previous = self.registry.claim(connection)
+        # One claim at a time per identity on this node: the local replacement order is then the
+        # cluster's epoch order (the newest epoch always survives).
+        lock = self._claim_locks.setdefault(admit.identity, asyncio.Lock())
+        self._claim_waiters[admit.identity] += 1
+        try:
+            async with lock:
+                previous = self.registry.claim(connection)
+                await self._claim_cluster_wide(admit.identity, connection)
+        finally:
+            self._claim_waiters[admit.identity] -= 1
+            if not self._claim_waiters[admit.identity]:
+                del self._claim_waiters[admit.identity], self._claim_locks[admit.identity]
         event(
             log,
             "connected",
@@ -341,6 +452,11 @@ class Gateway:
             code = await connection.run(receive)
         finally:
             self.registry.release(connection)
+            if connection.claim_epoch is not None:
+                with contextlib.suppress(Exception):  # Redis down: the claim expires by itself
+                    await self.directory.release(
+                        admit.identity, self.node_id, connection.claim_epoch
+                    )
             event(
                 log,
                 "disconnected",

@@ -164,6 +164,7 @@ async def serve_gateway(
             config.tls.handshake_timeout_seconds,
             gateway.tls_failure,
         )
+    await gateway.start_cluster()
     watcher = asyncio.get_running_loop().create_task(gateway.watch())
 
     async def shutdown_trigger() -> None:
@@ -183,6 +184,7 @@ async def serve_gateway(
         )
     finally:
         watcher.cancel()
+        await gateway.stop_cluster()
 
 
 def serve(config: GatewayConfig) -> int:

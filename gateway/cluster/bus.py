@@ -1,0 +1,64 @@
+"""Messages between nodes: each node listens on its own Redis pub/sub channel.
+
+Used for takeovers (a newer session of an identity on another node closes the old one). Pub/sub is
+fire-and-forget: if the old node misses the message, its claim refresh fails (the epoch moved on)
+and it closes the session within one refresh interval anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..logs import event
+
+log = logging.getLogger("gateway.cluster")
+Handler = Callable[[dict[str, Any]], None]
+
+
+class RedisBus:
+    """Node-addressed messages over Redis pub/sub."""
+
+    def __init__(self, redis: Any, prefix: str, node: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.node = node
+        self._task: asyncio.Task[None] | None = None
+
+    def _channel(self, node: str) -> str:
+        return f"{self._prefix}node:{node}"
+
+    async def publish(self, node: str, message: dict[str, Any]) -> None:
+        """Send `message` to `node` (lost if the node is not listening)."""
+        await self._redis.publish(self._channel(node), orjson.dumps(message))
+
+    async def start(self, handler: Handler) -> None:
+        """Listen on this node's channel; `handler` is called for every message."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(self._channel(self.node))
+
+        async def listen() -> None:
+            try:
+                async for message in pubsub.listen():
+                    try:
+                        handler(orjson.loads(message["data"]))
+                    except Exception:
+                        log.exception("cluster message handler failed")
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+        self._task = asyncio.get_running_loop().create_task(listen())
+        event(log, "cluster_bus_listening", node=self.node)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

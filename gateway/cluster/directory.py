@@ -1,0 +1,159 @@
+"""Who holds which charge point: claims with a fencing epoch, a TTL, and compare-and-delete.
+
+A node claims an identity after the connection passed authentication. Every claim gets a new,
+strictly increasing epoch for that identity; the claim carries a TTL that its owner refreshes, so
+a node that dies (SIGKILL) leaves claims that expire. Releasing and refreshing only work for the
+exact (node, epoch) that holds the claim, so a session that was taken over can never delete or
+extend its successor's claim. `InMemoryDirectory` serves the embedded single-process default;
+`RedisDirectory` does the same with Lua scripts, atomically, for any number of nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A successful claim: its epoch, and the holder it replaced (None when it was free)."""
+
+    epoch: int
+    previous_node: str | None
+    previous_epoch: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The current holder of an identity."""
+
+    node: str
+    epoch: int
+
+
+class SessionDirectory(Protocol):
+    """Claims of identities by nodes."""
+
+    async def claim(self, identity: str, node: str) -> Claim:
+        """Make `node` the holder with a new epoch (always succeeds: the newest session wins)."""
+
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
+        """Extend the claim's TTL if (node, epoch) still holds it."""
+
+    async def release(self, identity: str, node: str, epoch: int) -> bool:
+        """Delete the claim if (node, epoch) still holds it."""
+
+    async def holder(self, identity: str) -> Holder | None:
+        """Who holds `identity` now (None when free or expired)."""
+
+
+class InMemoryDirectory:
+    """The directory of one process (the embedded default)."""
+
+    def __init__(self, ttl: float = 30.0, clock: Any = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._claims: dict[str, tuple[str, int, float]] = {}
+        self._epochs: dict[str, int] = {}
+
+    def _current(self, identity: str) -> tuple[str, int, float] | None:
+        claim = self._claims.get(identity)
+        if claim is not None and claim[2] <= self._clock():
+            del self._claims[identity]
+            return None
+        return claim
+
+    async def claim(self, identity: str, node: str) -> Claim:
+        previous = self._current(identity)
+        epoch = self._epochs.get(identity, 0) + 1
+        self._epochs[identity] = epoch
+        self._claims[identity] = (node, epoch, self._clock() + self._ttl)
+        if previous is None:
+            return Claim(epoch, None, None)
+        return Claim(epoch, previous[0], previous[1])
+
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
+        current = self._current(identity)
+        if current is None or current[:2] != (node, epoch):
+            return False
+        self._claims[identity] = (node, epoch, self._clock() + self._ttl)
+        return True
+
+    async def release(self, identity: str, node: str, epoch: int) -> bool:
+        current = self._current(identity)
+        if current is None or current[:2] != (node, epoch):
+            return False
+        del self._claims[identity]
+        return True
+
+    async def holder(self, identity: str) -> Holder | None:
+        current = self._current(identity)
+        return Holder(current[0], current[1]) if current else None
+
+
+# KEYS[1] the claim hash, KEYS[2] the epoch counter; ARGV node, ttl ms.
+# Returns {new epoch, previous node or false, previous epoch or false}.
+_CLAIM = """
+local previous = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {epoch, previous[1], previous[2]}
+"""
+# KEYS[1] the claim hash; ARGV node, epoch, ttl ms. 1 when (node, epoch) holds it.
+_REFRESH = """
+local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if current[1] == ARGV[1] and current[2] == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if current[1] == ARGV[1] and current[2] == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+class RedisDirectory:
+    """Claims in Redis: atomic Lua scripts; both keys of an identity share one hash slot."""
+
+    def __init__(self, redis: Any, prefix: str = "ocppgw:", ttl: float = 30.0) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl_ms = int(ttl * 1000)
+        self._claim = redis.register_script(_CLAIM)
+        self._refresh = redis.register_script(_REFRESH)
+        self._release = redis.register_script(_RELEASE)
+
+    def _keys(self, identity: str) -> list[str]:
+        tag = f"{self._prefix}{{cp:{identity}}}"  # hash tag: one slot on Redis Cluster
+        return [f"{tag}:claim", f"{tag}:epoch"]
+
+    async def claim(self, identity: str, node: str) -> Claim:
+        epoch, previous_node, previous_epoch = await self._claim(
+            keys=self._keys(identity), args=[node, self._ttl_ms]
+        )
+        if previous_node is None:
+            return Claim(int(epoch), None, None)
+        return Claim(int(epoch), _text(previous_node), int(previous_epoch))
+
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
+        keys = self._keys(identity)[:1]
+        return bool(await self._refresh(keys=keys, args=[node, epoch, self._ttl_ms]))
+
+    async def release(self, identity: str, node: str, epoch: int) -> bool:
+        return bool(await self._release(keys=self._keys(identity)[:1], args=[node, epoch]))
+
+    async def holder(self, identity: str) -> Holder | None:
+        node, epoch = await self._redis.hmget(self._keys(identity)[0], "node", "epoch")
+        return Holder(_text(node), int(epoch)) if node is not None else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

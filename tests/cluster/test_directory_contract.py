@@ -1,0 +1,111 @@
+"""The session directory contract, run against both implementations (in-memory and real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.cluster.directory import InMemoryDirectory, RedisDirectory
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def directory(backend, redis_server):
+    if backend == "memory":
+        yield InMemoryDirectory(ttl=30.0)
+        return
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    yield RedisDirectory(client, prefix="test:", ttl=30.0)
+    await client.aclose()
+
+
+async def test_first_claim_is_free_and_the_next_takes_over_with_a_higher_epoch(directory):
+    first = await directory.claim("CP1", "node-a")
+    assert (first.previous_node, first.previous_epoch) == (None, None)
+    second = await directory.claim("CP1", "node-b")
+    assert second.epoch > first.epoch
+    assert (second.previous_node, second.previous_epoch) == ("node-a", first.epoch)
+    holder = await directory.holder("CP1")
+    assert (holder.node, holder.epoch) == ("node-b", second.epoch)
+
+
+async def test_a_replaced_session_can_neither_release_nor_refresh_its_successor(directory):
+    old = await directory.claim("CP2", "node-a")
+    new = await directory.claim("CP2", "node-b")
+    assert not await directory.release("CP2", "node-a", old.epoch)
+    assert not await directory.refresh("CP2", "node-a", old.epoch)
+    assert not await directory.release("CP2", "node-b", old.epoch), "the epoch is the fence"
+    assert (await directory.holder("CP2")).node == "node-b"
+    assert await directory.refresh("CP2", "node-b", new.epoch)
+    assert await directory.release("CP2", "node-b", new.epoch)
+    assert await directory.holder("CP2") is None
+    again = await directory.claim("CP2", "node-a")
+    assert again.epoch > new.epoch and again.previous_node is None, "epochs never go back"
+
+
+async def test_identities_are_independent(directory):
+    a = await directory.claim("CP-A", "node-a")
+    b = await directory.claim("CP-B", "node-b")
+    assert a.previous_node is None and b.previous_node is None
+    assert (await directory.holder("CP-A")).node == "node-a"
+
+
+async def test_concurrent_claims_of_one_identity_form_a_single_chain_of_holders(directory):
+    """A reconnect storm of one identity across nodes: linearizable claims, never two holders."""
+    nodes = itertools.cycle(["node-a", "node-b", "node-c", "node-d", "node-e"])
+    claims = await asyncio.gather(*(directory.claim("RACE", next(nodes)) for _ in range(60)))
+    epochs = sorted(c.epoch for c in claims)
+    assert epochs == list(range(epochs[0], epochs[0] + 60)), "every claim got its own epoch"
+    by_epoch = {c.epoch: c for c in claims}
+    for claim in claims:
+        if claim.epoch != epochs[0]:
+            assert claim.previous_epoch == claim.epoch - 1, "each claim replaced exactly the last"
+    last = by_epoch[epochs[-1]]
+    holder = await directory.holder("RACE")
+    assert holder.epoch == last.epoch
+
+
+async def test_in_memory_claim_expires_after_its_ttl():
+    clock = FakeClock()
+    directory = InMemoryDirectory(ttl=15.0, clock=clock)
+    claim = await directory.claim("CP3", "node-a")
+    clock.now += 10
+    assert await directory.refresh("CP3", "node-a", claim.epoch)
+    clock.now += 14
+    assert (await directory.holder("CP3")).node == "node-a", "refreshed: still held"
+    clock.now += 2
+    assert await directory.holder("CP3") is None, "a dead node's claim expires"
+
+
+async def test_redis_claim_expires_after_its_ttl(redis_client):
+    directory = RedisDirectory(redis_client, prefix="test:", ttl=0.3)
+    claim = await directory.claim("CP4", "node-a")
+    await asyncio.sleep(0.2)
+    assert await directory.refresh("CP4", "node-a", claim.epoch)
+    await asyncio.sleep(0.2)
+    assert (await directory.holder("CP4")).node == "node-a"
+    await asyncio.sleep(0.4)
+    assert await directory.holder("CP4") is None
+
+
+async def test_redis_keys_of_one_identity_share_a_cluster_hash_slot(redis_client):
+    directory = RedisDirectory(redis_client, prefix="ocppgw:", ttl=30)
+    await directory.claim("CP5", "node-a")
+    keys = sorted(k.decode() for k in await redis_client.keys("ocppgw:*"))
+    assert keys == ["ocppgw:{cp:CP5}:claim", "ocppgw:{cp:CP5}:epoch"]

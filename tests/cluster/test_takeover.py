@@ -1,0 +1,91 @@
+"""Two gateway nodes sharing one real Redis: a new session of an identity on node B closes the old
+one on node A (pub/sub), and a claim lost while a message was missed closes at the next refresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+import websockets
+
+from gateway.cluster.directory import RedisDirectory
+
+
+async def _heartbeat(ws, message_id: str) -> None:
+    await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+    assert (await asyncio.wait_for(ws.recv(), 2)).startswith(f'[3,"{message_id}"')
+
+
+@pytest.fixture
+async def two_nodes(start_gateway, redis_server, request):
+    prefix = f"t-{request.node.name[:20]}:"
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    nodes = []
+    for name in ("node-a", "node-b"):
+        nodes.append(
+            await start_gateway(
+                redis={"url": redis_server.url, "node_id": name, "key_prefix": prefix}
+            )
+        )
+    yield nodes, RedisDirectory(client, prefix=prefix)
+    await client.aclose()
+
+
+async def test_session_on_another_node_replaces_the_old_one(two_nodes):
+    (a, b), directory = two_nodes
+    async with websockets.connect(a.url("MOVE1"), subprotocols=["ocpp1.6"]) as old:
+        await _heartbeat(old, "1")
+        assert (await directory.holder("MOVE1")).node == "node-a"
+        async with websockets.connect(b.url("MOVE1"), subprotocols=["ocpp1.6"]) as new:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(old.recv(), 3)
+            assert closed.value.rcvd.code == 4000
+            assert "replaced" in closed.value.rcvd.reason
+            await asyncio.sleep(0.1)  # node A released its (stale) claim: a no-op
+            await _heartbeat(new, "2")
+            holder = await directory.holder("MOVE1")
+            assert holder.node == "node-b"
+    for _ in range(50):
+        if await directory.holder("MOVE1") is None:
+            break
+        await asyncio.sleep(0.02)
+    assert await directory.holder("MOVE1") is None, "node B released its claim on disconnect"
+
+
+async def test_claim_lost_without_a_message_closes_the_session_at_the_next_refresh(two_nodes):
+    (a, _), directory = two_nodes
+    async with websockets.connect(a.url("MOVE2"), subprotocols=["ocpp1.6"]) as old:
+        await _heartbeat(old, "1")
+        await directory.claim("MOVE2", "node-gone")  # e.g. the pub/sub message was missed
+        await a.gateway.refresh_claims()
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(old.recv(), 3)
+    assert closed.value.rcvd.code == 4000
+
+
+async def test_reconnects_of_one_identity_racing_across_nodes_leave_one_session(two_nodes):
+    (a, b), directory = two_nodes
+    sockets = await asyncio.gather(
+        *(
+            websockets.connect((a if i % 2 else b).url("RACE1"), subprotocols=["ocpp1.6"])
+            for i in range(10)
+        )
+    )
+    await asyncio.sleep(1.0)
+    alive = []
+    for ws in sockets:
+        try:
+            await _heartbeat(ws, "x")
+            alive.append(ws)
+        except (websockets.ConnectionClosed, TimeoutError):
+            pass
+    holder = await directory.holder("RACE1")
+    local = [n for n in (a, b) if n.gateway.registry.get("RACE1") is not None]
+    for ws in sockets:
+        await ws.close()
+    assert len(alive) == 1, "exactly one of the racing sessions survives"
+    assert len(local) == 1 and holder is not None
+    assert local[0].gateway.node_id == holder.node
+    assert not a.gateway._claim_locks and not b.gateway._claim_locks, "no per-identity lock leaks"
