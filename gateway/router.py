@@ -31,6 +31,7 @@ class Router:
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
         self._listeners: list[Listener] = []
+        self.remote: Any = None  # ClusterCalls: CALLs for charge points held by other nodes
 
     @property
     def has_listeners(self) -> bool:
@@ -61,6 +62,17 @@ class Router:
         Raises `CallFailed` (offline, timeout, invalid, closed).
         """
         session = self.registry.get(identity)
+        if session is not None:
+            return await session.call(action, payload, timeout)
+        if self.remote is not None:
+            return await self.remote.call(identity, action, payload, timeout)
+        raise CallFailed("offline", f"charge point {identity} is not connected")
+
+    async def call_local(
+        self, identity: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> CallResult | CallError:
+        """A CALL to a charge point served by this process only (what other nodes ask of us)."""
+        session = self.registry.get(identity)
         if session is None:
-            raise CallFailed("offline", f"charge point {identity} is not connected")
+            raise CallFailed("offline", f"charge point {identity} is not connected here")
         return await session.call(action, payload, timeout)

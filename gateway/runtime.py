@@ -30,6 +30,7 @@ from .admission import OffloadSettings, ProfilePolicy
 from .certificates import CertificateService
 from .cluster.bus import RedisBus
 from .cluster.directory import InMemoryDirectory, RedisDirectory, SessionDirectory
+from .cluster.remote import ClusterCalls
 from .config import GatewayConfig
 from .connection import (
     CLOSE_GOING_AWAY,
@@ -149,6 +150,9 @@ class Gateway:
                 self._redis, config.redis.key_prefix, config.redis.claim_ttl_seconds
             )
             self.bus = RedisBus(self._redis, config.redis.key_prefix, self.node_id)
+            self.router.remote = ClusterCalls(
+                self.directory, self.bus, self.node_id, config.limits.call_timeout_seconds
+            )
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -184,6 +188,9 @@ class Gateway:
 
     def _on_cluster_message(self, message: dict[str, Any]) -> None:
         """A newer session of an identity lives on another node: close ours."""
+        remote = self.router.remote
+        if remote is not None and remote.on_message(message, self.router.call_local):
+            return
         if message.get("type") != "takeover":
             return
         identity, announced = str(message.get("identity")), int(message.get("epoch", 0))

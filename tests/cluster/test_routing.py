@@ -1,0 +1,101 @@
+"""Commands entering one node reach a charge point held by another node, and the real answer
+comes back (through the UI API too)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import websockets
+
+from gateway.ocppj.codec import CallError, CallResult
+from gateway.router import CallFailed
+from security.tokens import InMemoryTokenStore, new_token
+
+from ..integration.clients import running_station
+
+CHANGE = {"key": "HeartbeatInterval", "value": "60"}
+
+
+async def claimed(node, identity: str) -> None:
+    """Wait until `node` holds `identity` cluster-wide (its claim is written)."""
+    for _ in range(100):
+        session = node.gateway.registry.get(identity)
+        if session is not None and session.claim_epoch is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{identity} was not claimed")
+
+
+@pytest.fixture
+async def nodes(start_gateway, redis_server, request):
+    prefix = f"r-{request.node.name[:20]}:"
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    tokens = InMemoryTokenStore()
+    started = []
+    for name in ("node-a", "node-b"):
+        started.append(
+            await start_gateway(
+                tokens=tokens,
+                redis={"url": redis_server.url, "node_id": name, "key_prefix": prefix},
+            )
+        )
+    return started, tokens
+
+
+async def test_call_entering_node_b_reaches_the_charge_point_on_node_a(nodes):
+    (a, b), _ = nodes
+    async with running_station(a.url("HELD-A"), "ocpp1.6", "HELD-A") as station:
+        await claimed(a, "HELD-A")
+        result = await b.gateway.router.call("HELD-A", "ChangeConfiguration", CHANGE)
+        error = await b.gateway.router.call("HELD-A", "ClearCache", {})
+    assert isinstance(result, CallResult) and result.payload == {"status": "Accepted"}
+    assert station.changed == ("HeartbeatInterval", "60")
+    assert isinstance(error, CallError) and error.error_code in {"NotImplemented", "NotSupported"}
+
+
+async def test_remote_call_failures_are_reported_as_on_the_holding_node(nodes):
+    (a, b), _ = nodes
+    with pytest.raises(CallFailed) as offline:
+        await b.gateway.router.call("NOWHERE", "ClearCache", {})
+    assert offline.value.reason == "offline"
+    async with running_station(a.url("HELD-B"), "ocpp1.6", "HELD-B"):
+        await claimed(a, "HELD-B")
+        with pytest.raises(CallFailed) as invalid:
+            await b.gateway.router.call("HELD-B", "ChangeConfiguration", {"key": 1})
+    assert invalid.value.reason == "invalid"
+
+
+async def test_ui_command_on_node_b_returns_the_real_answer_from_node_a(nodes):
+    (a, b), tokens = nodes
+    secret, record = new_token("operator")
+    tokens.put(record)
+    async with (
+        running_station(a.url("HELD-C"), "ocpp1.6", "HELD-C"),
+        websockets.connect(
+            f"ws://127.0.0.1:{b.port}/ui", additional_headers={"Authorization": f"Bearer {secret}"}
+        ) as ui,
+    ):
+        assert orjson.loads(await ui.recv())["type"] == "welcome"
+        await claimed(a, "HELD-C")
+        await ui.send(
+            orjson.dumps(
+                {
+                    "type": "command",
+                    "id": "c1",
+                    "identity": "HELD-C",
+                    "action": "ChangeConfiguration",
+                    "payload": CHANGE,
+                }
+            ).decode()
+        )
+        answer = orjson.loads(await asyncio.wait_for(ui.recv(), 5))
+    assert (answer["type"], answer["outcome"], answer["payload"]) == (
+        "result",
+        "callresult",
+        {"status": "Accepted"},
+    )
