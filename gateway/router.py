@@ -32,11 +32,12 @@ class Router:
         self.registry = registry
         self._listeners: list[Listener] = []
         self.remote: Any = None  # ClusterCalls: CALLs for charge points held by other nodes
+        self.cluster_events: Any = None  # ClusterEvents: events shared with the other nodes
 
     @property
     def has_listeners(self) -> bool:
-        """True when someone listens (lets the hot path skip building events)."""
-        return bool(self._listeners)
+        """True when someone listens here or on another node (else events are not built)."""
+        return bool(self._listeners) or self.cluster_events is not None
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener` for every event (it must not block)."""
@@ -47,7 +48,13 @@ class Router:
         self._listeners.remove(listener)
 
     def publish(self, event: GatewayEvent) -> None:
-        """Hand `event` to every listener; a failing listener is logged, never propagated."""
+        """Hand `event` to every listener (and to the other nodes); failures are only logged."""
+        if self.cluster_events is not None:
+            self.cluster_events.forward(event)
+        self.deliver(event)
+
+    def deliver(self, event: GatewayEvent) -> None:
+        """Hand `event` to this node's listeners only (events that came from other nodes)."""
         for listener in tuple(self._listeners):
             try:
                 listener(event)

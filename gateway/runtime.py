@@ -30,6 +30,7 @@ from .admission import OffloadSettings, ProfilePolicy
 from .certificates import CertificateService
 from .cluster.bus import RedisBus
 from .cluster.directory import InMemoryDirectory, RedisDirectory, SessionDirectory
+from .cluster.events import ClusterEvents
 from .cluster.remote import ClusterCalls
 from .config import GatewayConfig
 from .connection import (
@@ -150,6 +151,9 @@ class Gateway:
                 self._redis, config.redis.key_prefix, config.redis.claim_ttl_seconds
             )
             self.bus = RedisBus(self._redis, config.redis.key_prefix, self.node_id)
+            self.router.cluster_events = ClusterEvents(
+                self._redis, config.redis.key_prefix, self.node_id
+            )
             self.router.remote = ClusterCalls(
                 self.directory, self.bus, self.node_id, config.limits.call_timeout_seconds
             )
@@ -210,11 +214,13 @@ class Gateway:
         """Listen for other nodes' messages (no-op without Redis)."""
         if self.bus is not None:
             await self.bus.start(self._on_cluster_message)
+            await self.router.cluster_events.start(self.router.deliver)
 
     async def stop_cluster(self) -> None:
         """Stop listening and close the Redis connection."""
         if self.bus is not None:
             await self.bus.stop()
+            await self.router.cluster_events.stop()
             await self._redis.aclose()
 
     async def refresh_claims(self) -> None:

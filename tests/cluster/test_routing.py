@@ -99,3 +99,34 @@ async def test_ui_command_on_node_b_returns_the_real_answer_from_node_a(nodes):
         "callresult",
         {"status": "Accepted"},
     )
+
+
+async def test_ui_subscriber_on_node_b_sees_events_of_a_charge_point_on_node_a(nodes):
+    (a, b), tokens = nodes
+    secret, record = new_token("admin")
+    tokens.put(record)
+    async with websockets.connect(
+        f"ws://127.0.0.1:{b.port}/ui", additional_headers={"Authorization": f"Bearer {secret}"}
+    ) as ui:
+        assert orjson.loads(await ui.recv())["type"] == "welcome"
+        await ui.send(
+            orjson.dumps(
+                {
+                    "type": "subscribe",
+                    "id": "s",
+                    "identities": ["FAR-*"],
+                    "events": ["connection", "message"],
+                }
+            ).decode()
+        )
+        assert orjson.loads(await ui.recv())["type"] == "subscribed"
+        await asyncio.sleep(0.2)  # node B's event subscription is live
+        async with websockets.connect(a.url("FAR-1"), subprotocols=["ocpp1.6"]) as cp:
+            await cp.send('[2,"f1","Heartbeat",{}]')
+            await asyncio.wait_for(cp.recv(), 2)
+            seen = []
+            while len(seen) < 3:
+                message = orjson.loads(await asyncio.wait_for(ui.recv(), 3))
+                if message["type"] == "event":
+                    seen.append((message["event"], message.get("direction")))
+    assert seen == [("connected", None), ("message", "in"), ("message", "out")]
