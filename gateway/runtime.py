@@ -167,6 +167,7 @@ class Gateway:
             claim = await self.directory.claim(identity, self.node_id)
         except Exception as exc:  # Redis unreachable: keep serving, log it
             event(log, "claim_failed", logging.ERROR, identity=identity, error=str(exc)[:200])
+            connection.claim_epoch = None  # claimed again by the refresh loop once Redis is back
             return
         finally:
             self._in_flight[identity] -= 1
@@ -224,18 +225,27 @@ class Gateway:
             await self._redis.aclose()
 
     async def refresh_claims(self) -> None:
-        """Extend this node's claims; a session whose claim was taken over is closed."""
+        """Extend this node's claims. A session taken over elsewhere is closed; a session without
+        a claim (Redis was unreachable, restarted or lost its data) is claimed again."""
+        reclaimed = 0
         for session in self.registry.local_sessions():
-            epoch = getattr(session, "claim_epoch", None)
-            if epoch is None:
-                continue
+            identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
             try:
-                held = await self.directory.refresh(session.info.identity, self.node_id, epoch)
+                held = (
+                    None
+                    if epoch is None
+                    else await self.directory.refresh(identity, self.node_id, epoch)
+                )
+                if held is None:
+                    await self._claim_cluster_wide(identity, session)  # type: ignore[arg-type]
+                    reclaimed += session.claim_epoch is not None  # type: ignore[attr-defined]
             except Exception as exc:
                 event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
                 return
-            if not held:
+            if held is False:
                 self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
+        if reclaimed:
+            event(log, "claims_restored", sessions=reclaimed)
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security

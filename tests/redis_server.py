@@ -38,13 +38,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis() -> RedisServer:
+def start_redis(port: int | None = None) -> RedisServer:
     """Start redis-server (no persistence) and wait until it answers PING."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (.ci/run installs Debian's redis-server)")
     directory = tempfile.mkdtemp(prefix="ocppgw-redis-")
-    port = _free_port()
+    port = port or _free_port()
     process = subprocess.Popen(
         [
             binary,

@@ -38,22 +38,17 @@ class RedisBus:
         await self._redis.publish(self._channel(node), orjson.dumps(message))
 
     async def start(self, handler: Handler) -> None:
-        """Listen on this node's channel; `handler` is called for every message."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._channel(self.node))
+        """Listen on this node's channel (resubscribing with backoff); `handler` gets messages."""
 
-        async def listen() -> None:
+        def on_message(data: bytes) -> None:
             try:
-                async for message in pubsub.listen():
-                    try:
-                        handler(orjson.loads(message["data"]))
-                    except Exception:
-                        log.exception("cluster message handler failed")
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                handler(orjson.loads(data))
+            except Exception:
+                log.exception("cluster message handler failed")
 
-        self._task = asyncio.get_running_loop().create_task(listen())
+        self._task = asyncio.get_running_loop().create_task(
+            listen_forever(self._redis, self._channel(self.node), on_message)
+        )
         event(log, "cluster_bus_listening", node=self.node)
 
     async def stop(self) -> None:
@@ -62,3 +57,31 @@ class RedisBus:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+async def listen_forever(redis: Any, channel: str, on_message: Callable[[bytes], None]) -> None:
+    """Deliver a channel's messages; when Redis goes away, resubscribe with backoff (0.1-5 s)."""
+    delay = 0.1
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            delay = 0.1
+            async for message in pubsub.listen():
+                on_message(message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            event(
+                log,
+                "cluster_channel_lost",
+                logging.WARNING,
+                channel=channel,
+                error=str(exc)[:200],
+                retry_in=delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()

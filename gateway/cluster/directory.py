@@ -38,8 +38,9 @@ class SessionDirectory(Protocol):
     async def claim(self, identity: str, node: str) -> Claim:
         """Make `node` the holder with a new epoch (always succeeds: the newest session wins)."""
 
-    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
-        """Extend the claim's TTL if (node, epoch) still holds it."""
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
+        """Extend the claim's TTL if (node, epoch) still holds it: True; held by another: False;
+        no claim at all (expired, or Redis lost its data): None."""
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         """Delete the claim if (node, epoch) still holds it."""
@@ -73,9 +74,11 @@ class InMemoryDirectory:
             return Claim(epoch, None, None)
         return Claim(epoch, previous[0], previous[1])
 
-    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         current = self._current(identity)
-        if current is None or current[:2] != (node, epoch):
+        if current is None:
+            return None
+        if current[:2] != (node, epoch):
             return False
         self._claims[identity] = (node, epoch, self._clock() + self._ttl)
         return True
@@ -101,9 +104,13 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {epoch, previous[1], previous[2]}
 """
-# KEYS[1] the claim hash; ARGV node, epoch, ttl ms. 1 when (node, epoch) holds it.
+# KEYS[1] the claim hash; ARGV node, epoch, ttl ms. 1: (node, epoch) holds it; 0: another
+# holder; -1: no claim at all.
 _REFRESH = """
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
+if not current[1] then
+  return -1
+end
 if current[1] == ARGV[1] and current[2] == ARGV[2] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   return 1
@@ -143,9 +150,10 @@ class RedisDirectory:
             return Claim(int(epoch), None, None)
         return Claim(int(epoch), _text(previous_node), int(previous_epoch))
 
-    async def refresh(self, identity: str, node: str, epoch: int) -> bool:
+    async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         keys = self._keys(identity)[:1]
-        return bool(await self._refresh(keys=keys, args=[node, epoch, self._ttl_ms]))
+        answer = int(await self._refresh(keys=keys, args=[node, epoch, self._ttl_ms]))
+        return None if answer < 0 else bool(answer)
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         return bool(await self._release(keys=self._keys(identity)[:1], args=[node, epoch]))

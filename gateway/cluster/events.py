@@ -20,6 +20,7 @@ import orjson
 
 from ..events import GatewayEvent
 from ..logs import event
+from .bus import listen_forever
 
 log = logging.getLogger("gateway.cluster")
 MAX_BATCH = 500
@@ -49,12 +50,20 @@ class ClusterEvents:
 
     async def start(self, deliver: Callable[[GatewayEvent], None]) -> None:
         """Start publishing queued events and delivering the other nodes' events to `deliver`."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(self._channel)
+
+        def on_message(data: bytes) -> None:
+            message = orjson.loads(data)
+            if message.get("node") == self._node:
+                return
+            try:
+                deliver(GatewayEvent(**message["event"]))
+            except (TypeError, KeyError):
+                event(log, "cluster_event_malformed", logging.WARNING)
+
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._publish()),
-            loop.create_task(self._receive(pubsub, deliver)),
+            loop.create_task(listen_forever(self._redis, self._channel, on_message)),
         ]
 
     async def _publish(self) -> None:
@@ -77,20 +86,6 @@ class ClusterEvents:
                         count=len(batch),
                         error=str(exc)[:200],
                     )
-
-    async def _receive(self, pubsub: Any, deliver: Callable[[GatewayEvent], None]) -> None:
-        try:
-            async for message in pubsub.listen():
-                data = orjson.loads(message["data"])
-                if data.get("node") == self._node:
-                    continue
-                try:
-                    deliver(GatewayEvent(**data["event"]))
-                except (TypeError, KeyError):
-                    event(log, "cluster_event_malformed", logging.WARNING)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
 
     async def stop(self) -> None:
         """Stop both tasks."""

@@ -1,0 +1,50 @@
+"""When Redis goes away and comes back: sessions stay up and answered, commands to local charge
+points keep working, claims are restored when Redis returns, and takeovers work again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import websockets
+
+from gateway.cluster.directory import RedisDirectory
+
+from ..redis_server import start_redis
+
+
+async def _heartbeat(ws, message_id: str) -> None:
+    await ws.send(f'[2,"{message_id}","Heartbeat",{{}}]')
+    assert (await asyncio.wait_for(ws.recv(), 3)).startswith(f'[3,"{message_id}"')
+
+
+async def test_redis_restart_under_live_sessions(start_gateway):
+    redis = start_redis()
+    try:
+        settings = {"url": redis.url, "key_prefix": "f:"}
+        a = await start_gateway(redis={**settings, "node_id": "node-a"})
+        b = await start_gateway(redis={**settings, "node_id": "node-b"})
+        async with websockets.connect(a.url("SURV-1"), subprotocols=["ocpp1.6"]) as first:
+            await _heartbeat(first, "1")
+            redis.stop()  # Redis is gone
+            await _heartbeat(first, "2")  # the session is still answered
+            async with websockets.connect(a.url("SURV-2"), subprotocols=["ocpp1.6"]) as second:
+                await _heartbeat(second, "3")  # new connections too (claims fail, logged)
+                assert a.gateway.registry.get("SURV-2").claim_epoch is None
+                redis = start_redis(port=redis.port)  # back, with none of its data
+                client = aioredis.from_url(redis.url)
+                directory = RedisDirectory(client, prefix="f:")
+                await a.gateway.refresh_claims()  # the periodic refresh, without waiting for it
+                assert (await directory.holder("SURV-1")).node == "node-a"
+                assert (await directory.holder("SURV-2")).node == "node-a"
+                await asyncio.sleep(3)  # node A's pub/sub listener resubscribes (backoff)
+                async with websockets.connect(b.url("SURV-1"), subprotocols=["ocpp1.6"]) as moved:
+                    try:
+                        await asyncio.wait_for(first.recv(), 5)
+                        raise AssertionError("the old session should have been closed")
+                    except websockets.ConnectionClosed as closed:
+                        assert closed.rcvd.code == 4000
+                    await _heartbeat(moved, "4")
+                await client.aclose()
+    finally:
+        redis.stop()
