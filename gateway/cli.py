@@ -8,18 +8,15 @@ import click
 import orjson
 
 from .cli_ca import ca, certs
+from .cli_common import config_or_exit
 from .cli_cp import cp
 from .cli_remote import remote
 from .cli_ui import ui
-from .config import ConfigError, GatewayConfig, describe, load_config, reference
+from .config import GatewayConfig, describe, reference
 
 
 def _load(path: str | None) -> GatewayConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    return config_or_exit(path)
 
 
 @click.group()

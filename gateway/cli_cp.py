@@ -25,30 +25,21 @@ from security.passwords import (
 )
 from security.records import ChargePointRecord, DowngradeRefused, JsonFileRecordStore
 
-from .config import KNOWN_SUBPROTOCOLS, ConfigError, load_config
+from .cli_common import config_option, config_or_exit, persisted_file
+from .config import KNOWN_SUBPROTOCOLS
 from .identity import IdentityError, IdentityRules
 
 
 def _store(config_path: str | None) -> JsonFileRecordStore:
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    if not config.security.records_file:
-        click.echo("security.records_file is empty: records are not persisted", err=True)
-        sys.exit(2)
-    return JsonFileRecordStore(config.security.records_file)
+    config = config_or_exit(config_path)
+    return JsonFileRecordStore(
+        persisted_file(config.security.records_file, "security.records_file")
+    )
 
 
 def _audit(config_path: str | None) -> AuditLog:
     """The audit log of `security.audit_log`, checked writable before anything changes."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    audit = AuditLog(config.security.audit_log)
+    audit = AuditLog(config_or_exit(config_path).security.audit_log)
     try:
         audit.check_writable()
     except OSError as exc:
@@ -83,11 +74,6 @@ def _check_identity(identity: str) -> None:
     rules = IdentityRules("/ocpp")
     if isinstance(rules.parse(b"/ocpp/" + identity.encode()), IdentityError) or "%" in identity:
         raise click.BadParameter("not a valid charge point identity (OCPP-J 3.1.1)")
-
-
-config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file."
-)
 
 
 def record_options(command: click.Command) -> click.Command:

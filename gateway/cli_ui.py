@@ -11,22 +11,15 @@ import orjson
 
 from security.tokens import ROLES, JsonFileTokenStore, new_token
 
-from .config import ConfigError, load_config
+from .cli_common import config_option, config_or_exit, persisted_file
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def _store(config_path: str | None) -> JsonFileTokenStore:
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-    if not config.ui.tokens_file:
-        click.echo("ui.tokens_file is empty: tokens are not persisted", err=True)
-        sys.exit(2)
-    return JsonFileTokenStore(config.ui.tokens_file)
+    config = config_or_exit(config_path)
+    return JsonFileTokenStore(persisted_file(config.ui.tokens_file, "ui.tokens_file"))
 
 
 def parse_duration(value: str) -> float:
@@ -35,11 +28,6 @@ def parse_duration(value: str) -> float:
     if not match:
         raise click.BadParameter("write a duration like 90s, 15m, 12h or 30d")
     return int(match.group(1)) * _SECONDS[match.group(2)]
-
-
-config_option = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file."
-)
 
 
 @click.group("ui")
