@@ -124,7 +124,11 @@ class ProfilePolicy:
             if offload.trusts(remote_ip):
                 secure = scheme is not None and scheme.lower() in (b"https", b"wss")
                 chain = _chain_from_header(cert) if secure and cert else ()
-                return ConnectionFacts(identity, secure, remote_ip, authorization, chain)
+                # Lockouts count per client, not per proxy: the address the proxy appended last
+                # to X-Forwarded-For, or none (identity-only counting) when it sent none.
+                forwarded = _header(facts.headers, b"x-forwarded-for")
+                client_ip = forwarded.decode("latin-1").split(",")[-1].strip() if forwarded else ""
+                return ConnectionFacts(identity, secure, client_ip, authorization, chain)
             if scheme is not None or cert is not None:
                 self._events.emit(
                     "offload_headers_from_untrusted_peer",

@@ -264,6 +264,9 @@ class UiConfig:
     commands_per_minute: int = _opt(120, "commands one token may send per minute")
     max_message_bytes: int = _opt(65536, "largest UI message accepted")
     idempotency_seconds: float = _opt(600.0, "how long a command's idempotency key is remembered")
+    token_check_seconds: float = _opt(
+        5.0, "how often an idle connection's token is checked for revocation and expiry"
+    )
 
     def __post_init__(self) -> None:
         _check_range("ui.auth_timeout_seconds", self.auth_timeout_seconds, 0.1, 300)
@@ -271,6 +274,7 @@ class UiConfig:
         _check_range("ui.commands_per_minute", self.commands_per_minute, 1, 100_000)
         _check_range("ui.max_message_bytes", self.max_message_bytes, 1024, 16 * 1024 * 1024)
         _check_range("ui.idempotency_seconds", self.idempotency_seconds, 1, 86400)
+        _check_range("ui.token_check_seconds", self.token_check_seconds, 0.05, 3600)
 
 
 @dataclass(frozen=True)

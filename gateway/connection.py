@@ -248,36 +248,54 @@ class ChargePointConnection:
     async def call(
         self, action: str, payload: dict[str, Any], timeout: float | None = None
     ) -> CallResult | CallError:
-        """Send a CALL and wait for the charge point's answer; calls queue FIFO, one at a time."""
-        async with self._call_lock:
-            if self.closed:
-                raise CallFailed("offline", f"charge point {self.info.identity} is not connected")
-            started = self.session.begin_call(action, payload)
-            if not isinstance(started, tuple):
-                raise CallFailed("invalid", started.reason)
-            message_id, frame = started
-            future: asyncio.Future[CallResult | CallError] = (
-                asyncio.get_running_loop().create_future()
+        """Send a CALL and wait for the charge point's answer; calls queue FIFO, one at a time.
+
+        The timeout covers the wait in the queue too: a CALL that could not even be sent in
+        time fails as `timeout` and is never sent later.
+        """
+        budget = timeout or self._settings.call_timeout
+        deadline = asyncio.get_running_loop().time() + budget
+        try:
+            await asyncio.wait_for(self._call_lock.acquire(), budget)
+        except TimeoutError:
+            raise CallFailed(
+                "timeout", f"{action} waited {budget:g} s behind other calls"
+            ) from None
+        try:
+            return await self._call_locked(action, payload, deadline)
+        finally:
+            self._call_lock.release()
+
+    async def _call_locked(
+        self, action: str, payload: dict[str, Any], deadline: float
+    ) -> CallResult | CallError:
+        if self.closed:
+            raise CallFailed("offline", f"charge point {self.info.identity} is not connected")
+        started = self.session.begin_call(action, payload)
+        if not isinstance(started, tuple):
+            raise CallFailed("invalid", started.reason)
+        message_id, frame = started
+        future: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+        self._pending = future
+        try:
+            if log.isEnabledFor(DEBUG):
+                self._debug("out", action, message_id)
+            await self._send_text(frame)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            return await asyncio.wait_for(future, remaining)
+        except TimeoutError:
+            event(
+                log,
+                "call_timeout",
+                logging.WARNING,
+                identity=self.info.identity,
+                action=action,
+                message_id=message_id,
             )
-            self._pending = future
-            try:
-                if log.isEnabledFor(DEBUG):
-                    self._debug("out", action, message_id)
-                await self._send_text(frame)
-                return await asyncio.wait_for(future, timeout or self._settings.call_timeout)
-            except TimeoutError:
-                event(
-                    log,
-                    "call_timeout",
-                    logging.WARNING,
-                    identity=self.info.identity,
-                    action=action,
-                    message_id=message_id,
-                )
-                raise CallFailed("timeout", f"no answer to {action} within the timeout") from None
-            finally:
-                self._pending = None
-                self.session.end_call(message_id)
+            raise CallFailed("timeout", f"no answer to {action} within the timeout") from None
+        finally:
+            self._pending = None
+            self.session.end_call(message_id)
 
     def _fail_pending(self, error: CallFailed) -> None:
         if self._pending is not None and not self._pending.done():

@@ -65,6 +65,7 @@ from .ui.service import UiService
 from .versions import VERSIONS
 
 log = logging.getLogger("gateway")
+REDIS_TIMEOUT = 5.0  # a blackholed Redis must not stall reloads, claims or closes
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: control frame payload <= 125 bytes, 2 for the code
 
 
@@ -146,7 +147,9 @@ class Gateway:
         self._claim_waiters: Counter[str] = Counter()
         self._announced: dict[str, int] = {}
         if config.redis.url:
-            self._redis = aioredis.from_url(config.redis.url)
+            self._redis = aioredis.from_url(
+                config.redis.url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
             self.directory = RedisDirectory(
                 self._redis, config.redis.key_prefix, config.redis.claim_ttl_seconds
             )
@@ -164,7 +167,9 @@ class Gateway:
         """Claim `identity` for this node; tell a previous holder on another node to let go."""
         self._in_flight[identity] += 1
         try:
-            claim = await self.directory.claim(identity, self.node_id)
+            claim = await asyncio.wait_for(
+                self.directory.claim(identity, self.node_id), REDIS_TIMEOUT
+            )
         except Exception as exc:  # Redis unreachable: keep serving, log it
             event(log, "claim_failed", logging.ERROR, identity=identity, error=str(exc)[:200])
             connection.claim_epoch = None  # claimed again by the refresh loop once Redis is back
@@ -229,6 +234,8 @@ class Gateway:
         a claim (Redis was unreachable, restarted or lost its data) is claimed again."""
         reclaimed = 0
         for session in self.registry.local_sessions():
+            if getattr(session, "closed", False):
+                continue
             identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
             try:
                 held = (
@@ -236,9 +243,13 @@ class Gateway:
                     if epoch is None
                     else await self.directory.refresh(identity, self.node_id, epoch)
                 )
-                if held is None:
-                    await self._claim_cluster_wide(identity, session)  # type: ignore[arg-type]
-                    reclaimed += session.claim_epoch is not None  # type: ignore[attr-defined]
+                if held is None:  # never a takeover: another node may hold the newer session
+                    restored = await self.directory.claim_if_free(identity, self.node_id)
+                    if restored is None:
+                        held = False
+                    elif not getattr(session, "closed", False):
+                        session.claim_epoch = restored.epoch  # type: ignore[attr-defined]
+                        reclaimed += 1
             except Exception as exc:
                 event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
                 return
@@ -301,7 +312,10 @@ class Gateway:
             await asyncio.sleep(min(self.config.tls.reload_interval_seconds, refresh_every))
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + refresh_every
-                await self.refresh_claims()
+                try:
+                    await asyncio.wait_for(self.refresh_claims(), refresh_every)
+                except TimeoutError:
+                    event(log, "claim_refresh_failed", logging.ERROR, error="timed out")
             try:
                 self.apply_changes()
                 self.check_renewals()
@@ -477,8 +491,11 @@ class Gateway:
             self.registry.release(connection)
             if connection.claim_epoch is not None:
                 with contextlib.suppress(Exception):  # Redis down: the claim expires by itself
-                    await self.directory.release(
-                        admit.identity, self.node_id, connection.claim_epoch
+                    await asyncio.wait_for(
+                        self.directory.release(
+                            admit.identity, self.node_id, connection.claim_epoch
+                        ),
+                        REDIS_TIMEOUT,
                     )
             event(
                 log,

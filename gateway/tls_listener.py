@@ -100,6 +100,8 @@ def failure_reason(exc: BaseException) -> tuple[str, str]:
         if "CERTIFICATE" in reason.upper():
             return "cert_untrusted", reason
         return "tls_handshake_failed", reason
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError) or (
+        isinstance(exc, ConnectionAbortedError) and "taking longer" in str(exc)
+    ):
         return "tls_handshake_timeout", "no TLS handshake within the timeout"
     return "tls_handshake_failed", f"{type(exc).__name__}: {exc}"[:200]

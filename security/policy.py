@@ -108,7 +108,9 @@ class Authenticator:
     def authenticate(self, facts: ConnectionFacts) -> Verdict:
         """The verdict for one connection attempt."""
         now = self._clock()
-        keys = (f"id:{facts.identity}", f"ip:{facts.remote_ip}")
+        keys: tuple[str, ...] = (f"id:{facts.identity}",)
+        if facts.remote_ip:  # empty behind a proxy that does not report the client's address
+            keys += (f"ip:{facts.remote_ip}",)
         locked = max(self._limiter.locked_for(key, now) for key in keys)
         if locked > 0:
             return Refused(

@@ -38,6 +38,9 @@ class SessionDirectory(Protocol):
     async def claim(self, identity: str, node: str) -> Claim:
         """Make `node` the holder with a new epoch (always succeeds: the newest session wins)."""
 
+    async def claim_if_free(self, identity: str, node: str) -> Claim | None:
+        """Claim `identity` only if nobody holds it (restoring claims never takes over)."""
+
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         """Extend the claim's TTL if (node, epoch) still holds it: True; held by another: False;
         no claim at all (expired, or Redis lost its data): None."""
@@ -74,6 +77,11 @@ class InMemoryDirectory:
             return Claim(epoch, None, None)
         return Claim(epoch, previous[0], previous[1])
 
+    async def claim_if_free(self, identity: str, node: str) -> Claim | None:
+        if self._current(identity) is not None:
+            return None
+        return await self.claim(identity, node)
+
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         current = self._current(identity)
         if current is None:
@@ -103,6 +111,16 @@ local epoch = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {epoch, previous[1], previous[2]}
+"""
+# Like _CLAIM, but only when nobody holds the identity; false otherwise.
+_CLAIM_IF_FREE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local epoch = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return epoch
 """
 # KEYS[1] the claim hash; ARGV node, epoch, ttl ms. 1: (node, epoch) holds it; 0: another
 # holder; -1: no claim at all.
@@ -135,6 +153,7 @@ class RedisDirectory:
         self._prefix = prefix
         self._ttl_ms = int(ttl * 1000)
         self._claim = redis.register_script(_CLAIM)
+        self._claim_if_free = redis.register_script(_CLAIM_IF_FREE)
         self._refresh = redis.register_script(_REFRESH)
         self._release = redis.register_script(_RELEASE)
 
@@ -149,6 +168,10 @@ class RedisDirectory:
         if previous_node is None:
             return Claim(int(epoch), None, None)
         return Claim(int(epoch), _text(previous_node), int(previous_epoch))
+
+    async def claim_if_free(self, identity: str, node: str) -> Claim | None:
+        epoch = await self._claim_if_free(keys=self._keys(identity), args=[node, self._ttl_ms])
+        return Claim(int(epoch), None, None) if epoch is not None else None
 
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         keys = self._keys(identity)[:1]

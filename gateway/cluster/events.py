@@ -52,12 +52,12 @@ class ClusterEvents:
         """Start publishing queued events and delivering the other nodes' events to `deliver`."""
 
         def on_message(data: bytes) -> None:
-            message = orjson.loads(data)
-            if message.get("node") == self._node:
-                return
             try:
+                message = orjson.loads(data)
+                if message.get("node") == self._node:
+                    return
                 deliver(GatewayEvent(**message["event"]))
-            except (TypeError, KeyError):
+            except (TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
                 event(log, "cluster_event_malformed", logging.WARNING)
 
         loop = asyncio.get_running_loop()

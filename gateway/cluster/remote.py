@@ -95,6 +95,8 @@ class ClusterCalls:
             )
         except CallFailed as failed:
             reply.update(outcome="failed", reason=failed.reason, detail=failed.detail)
+        except Exception as exc:  # the requester must get an answer, not a timeout
+            reply.update(outcome="failed", reason="offline", detail=f"{type(exc).__name__}")
         else:
             if isinstance(result, CallError):
                 reply.update(

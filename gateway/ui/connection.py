@@ -31,6 +31,7 @@ log = logging.getLogger("gateway.ui")
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
+MAX_SUBSCRIPTIONS = 32
 
 EVENT_KINDS = {
     "connected": "connection",
@@ -96,16 +97,26 @@ class UiConnection:
         self._wakeup.set()
 
     def _reply(self, text: str) -> None:
+        if len(self._replies) >= self._capacity:  # a client that sends but never reads
+            self.closing = "too many unread answers"
         self._replies.append(text)
         self._wakeup.set()
 
     # -- the writer ------------------------------------------------------------------------------
 
     async def write(self) -> None:
-        """Send replies first, then events (with a `dropped` notice after drops), until closed."""
+        """Send replies first, then events (with a `dropped` notice after drops), until closed.
+
+        The token is re-checked at least every `token_check_seconds`, so a revoked or expired
+        token stops receiving events even when its client never sends anything.
+        """
+        interval = self._service.settings.token_check_seconds
         while True:
-            await self._wakeup.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), interval)
             self._wakeup.clear()
+            if not self._service.still_valid(self.token):
+                self.closing = "the token was revoked or has expired"
             while self._replies or self._events or self._dropped:
                 if self.closing:
                     await self._close(CLOSE_TRY_AGAIN_LATER, self.closing)
@@ -183,6 +194,15 @@ class UiConnection:
         if "security" in kinds and not self.token.allows("admin"):
             self._reply(error(message["id"], "forbidden", "security events need an admin token"))
             return
+        if len(self._subscriptions) >= MAX_SUBSCRIPTIONS:
+            self._reply(
+                error(
+                    message["id"],
+                    "bad_request",
+                    f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                )
+            )
+            return
         subscription = f"s{next(_subscription_ids)}"
         self._subscriptions[subscription] = (tuple(message["identities"]), kinds)
         self._reply(
@@ -209,13 +229,20 @@ class UiConnection:
     async def _run_command(self, message: dict[str, Any]) -> None:
         request_id, identity, action = message["id"], message["identity"], message["action"]
         key = message.get("idempotency_key")
+        future = None
         if key is not None:
             future, fresh = self._service.idempotent(self.token, key)
             if not fresh:
                 answer = await asyncio.shield(future)
                 self._reply(encode({**answer, "id": request_id}))
                 return
-        answer = await self._call(identity, action, message["payload"], message.get("timeout"))
+        try:
+            answer = await self._call(identity, action, message["payload"], message.get("timeout"))
+        except BaseException:
+            if future is not None and not future.done():  # waiters must not hang: retry later
+                self._service.forget(self.token, key)  # type: ignore[arg-type]
+                future.set_result(_failure("offline", "the first attempt was interrupted: retry"))
+            raise
         event(
             log,
             "ui_command",
@@ -224,7 +251,7 @@ class UiConnection:
             action=action,
             outcome=answer.get("outcome") or answer.get("code"),
         )
-        if key is not None and not future.done():
+        if future is not None and not future.done():
             future.set_result(answer)
         self._reply(encode({**answer, "id": request_id}))
 
@@ -346,7 +373,9 @@ SECURITY_SENSITIVE_ACTIONS = frozenset(
         "Reset",
     }
 )
-SECURITY_CONFIGURATION_KEYS = frozenset({"AuthorizationKey", "SecurityProfile", "CpoName"})
+SECURITY_CONFIGURATION_KEYS = frozenset({"authorizationkey", "securityprofile", "cponame"})
+SECURITY_COMPONENTS = frozenset({"securityctrlr"})
+SECURITY_VARIABLES = frozenset({"networkconfigurationpriority", "basicauthpassword"})
 
 
 def is_security_sensitive(action: str, payload: dict[str, Any]) -> bool:
@@ -354,10 +383,13 @@ def is_security_sensitive(action: str, payload: dict[str, Any]) -> bool:
     if action in SECURITY_SENSITIVE_ACTIONS:
         return True
     if action == "ChangeConfiguration":
-        return payload.get("key") in SECURITY_CONFIGURATION_KEYS
+        return str(payload.get("key", "")).lower() in SECURITY_CONFIGURATION_KEYS
     if action == "SetVariables":
-        return any(
-            isinstance(item, dict) and (item.get("component") or {}).get("name") == "SecurityCtrlr"
-            for item in payload.get("setVariableData") or []
-        )
+        for item in payload.get("setVariableData") or []:
+            if not isinstance(item, dict):
+                continue
+            component = str((item.get("component") or {}).get("name", "")).lower()
+            variable = str((item.get("variable") or {}).get("name", "")).lower()
+            if component in SECURITY_COMPONENTS or variable in SECURITY_VARIABLES:
+                return True
     return False

@@ -57,6 +57,10 @@ class UiService:
         bucket.tokens -= 1
         return True
 
+    def forget(self, token: ApiToken, key: str) -> None:
+        """Drop an idempotency key whose first attempt did not complete."""
+        self._idempotent.pop((token.token_id, key), None)
+
     def idempotent(self, token: ApiToken, key: str) -> tuple[asyncio.Future[Any], bool]:
         """The future holding the answer for (token, key), and whether it is new (to run)."""
         now = time.monotonic()

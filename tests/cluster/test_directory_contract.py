@@ -109,3 +109,14 @@ async def test_redis_keys_of_one_identity_share_a_cluster_hash_slot(redis_client
     await directory.claim("CP5", "node-a")
     keys = sorted(k.decode() for k in await redis_client.keys("ocppgw:*"))
     assert keys == ["ocppgw:{cp:CP5}:claim", "ocppgw:{cp:CP5}:epoch"]
+
+
+async def test_claim_if_free_never_takes_over(directory):
+    """Restoring claims after a Redis outage must not evict a newer session elsewhere."""
+    held = await directory.claim("CP6", "node-b")
+    assert await directory.claim_if_free("CP6", "node-a") is None
+    assert (await directory.holder("CP6")).node == "node-b"
+    assert await directory.release("CP6", "node-b", held.epoch)
+    restored = await directory.claim_if_free("CP6", "node-a")
+    assert restored is not None and restored.epoch > held.epoch
+    assert (await directory.holder("CP6")).node == "node-a"

@@ -89,3 +89,18 @@ async def test_reconnects_of_one_identity_racing_across_nodes_leave_one_session(
     assert len(local) == 1 and holder is not None
     assert local[0].gateway.node_id == holder.node
     assert not a.gateway._claim_locks and not b.gateway._claim_locks, "no per-identity lock leaks"
+
+
+async def test_restoring_a_failed_claim_does_not_evict_the_newer_session_elsewhere(two_nodes):
+    (a, b), directory = two_nodes
+    async with websockets.connect(a.url("STALE1"), subprotocols=["ocpp1.6"]) as old:
+        await _heartbeat(old, "1")
+        a.gateway.registry.get("STALE1").claim_epoch = None  # its claim had failed (Redis blip)
+        await directory.release("STALE1", "node-a", (await directory.holder("STALE1")).epoch)
+        async with websockets.connect(b.url("STALE1"), subprotocols=["ocpp1.6"]) as new:
+            await _heartbeat(new, "2")
+            await a.gateway.refresh_claims()  # A must not take the identity back
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(old.recv(), 3)  # A's stale session is the one closed
+            await _heartbeat(new, "3")
+            assert (await directory.holder("STALE1")).node == "node-b"

@@ -245,3 +245,24 @@ async def test_replaced_peer_that_never_answers_the_close_is_dropped(start_gatew
             assert (await asyncio.wait_for(ws.recv(), 2)).startswith('[3,"1"')
     finally:
         sock.close()
+
+
+async def test_a_queued_call_times_out_within_its_own_timeout_and_is_never_sent(start_gateway):
+    server = await start_gateway(limits={"call_timeout_seconds": 3})
+    received: list = []
+    ws, task = await _silent_station(server.url("QTO"), "QTO", received)
+    router = server.gateway.router
+    try:
+        first = asyncio.create_task(router.call("QTO", "ChangeConfiguration", CHANGE))
+        await _until(lambda: len(received) == 1)
+        started = time.monotonic()
+        with pytest.raises(CallFailed) as failed:
+            await router.call("QTO", "ClearCache", {}, timeout=0.5)
+        assert failed.value.reason == "timeout"
+        assert time.monotonic() - started < 1.5, "the wait in the queue counts"
+        first.cancel()
+        await asyncio.sleep(0.3)
+        assert [m[2] for m in received if m[0] == 2] == ["ChangeConfiguration"], "never sent"
+    finally:
+        task.cancel()
+        await ws.close()

@@ -460,3 +460,32 @@ async def test_charge_points_own_security_notifications_join_the_security_stream
         event = await admin.next_event()
     assert (event["identity"], event["reason"]) == ("SEN1", "charge_point_reported")
     assert event["detail"] == "FirmwareUpdated: v2.3.1"
+
+
+async def test_revoked_token_of_a_silent_subscriber_is_disconnected(start_gateway):
+    from security.tokens import InMemoryTokenStore
+
+    from .conftest import UiGateway
+
+    tokens = InMemoryTokenStore()
+    server = await start_gateway(tokens=tokens, ui={"token_check_seconds": 0.2})
+    gateway = UiGateway(server, tokens)
+    gateway.add_token("admin", "admin")
+    client = await connect(gateway, "admin")
+    await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
+    record = next(t for t in tokens.all() if t.name == "admin")
+    tokens.revoke(record.token_id)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        for _ in range(20):
+            await client.recv(timeout=2)
+    assert "revoked" in closed.value.rcvd.reason
+
+
+async def test_subscriptions_per_connection_are_bounded(ui_gateway):
+    client = await connect(ui_gateway, "viewer")
+    answers = [
+        await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
+        for _ in range(33)
+    ]
+    assert all(a["type"] == "subscribed" for a in answers[:32])
+    assert (answers[32]["type"], answers[32]["code"]) == ("error", "bad_request")

@@ -201,7 +201,7 @@ def test_trusted_proxy_scheme_header_decides_secure(scheme: bytes | None, secure
     headers = () if scheme is None else ((b"x-forwarded-proto", scheme),)
     h.policy.check("CP-1", handshake(headers, client=PROXY))
     assert h.facts.secure is secure
-    assert h.facts.remote_ip == "127.0.0.1"
+    assert h.facts.remote_ip == "", "not the proxy's address: lockouts are per client"
     assert h.events == []
 
 
@@ -415,3 +415,13 @@ def test_empty_allowed_versions_allow_no_version() -> None:
     h = harness(Admitted(ChargePointRecord("CP-1", allowed_versions=())))
     allowed = h.policy.check("CP-1", handshake())
     assert allowed.allowed_versions == frozenset()
+
+
+def test_behind_a_trusted_proxy_failures_count_per_forwarded_client_not_per_proxy() -> None:
+    h = harness()
+    headers = ((b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-For", b"198.51.100.7, 10.0.0.9"))
+    h.policy.check("CP-1", handshake(headers, client=PROXY))
+    assert h.facts.remote_ip == "10.0.0.9"
+    h2 = harness()
+    h2.policy.check("CP-1", handshake(((b"X-Forwarded-Proto", b"https"),), client=PROXY))
+    assert h2.facts.remote_ip == "", "no address reported: count per identity only"
