@@ -205,9 +205,9 @@ class ChargePointConnection:
         if isinstance(result, ActionNotHandled):
             reason = f"{call.action} is not handled by this gateway"
             return self.session.answer_error(call, RpcErrorKind.NOT_SUPPORTED, reason)
+        follow_up = None
         if isinstance(result, FollowUp):
-            self._follow_ups.append(result.after)
-            result = result.payload
+            follow_up, result = result.after, result.payload
         if isinstance(result, Exception):
             log.error(
                 "call handler failed", exc_info=result, extra={"fields": self._fields(call.action)}
@@ -217,6 +217,8 @@ class ChargePointConnection:
         frame, violation = self.session.answer(call, result)
         if violation is not None:
             self._violation("out", call.action + "Response", violation.reason)
+        if follow_up is not None and frame.startswith("[3,") and not self.closed:
+            self._follow_ups.append(follow_up)  # only after an answer that is really sent
         return frame
 
     async def _resolve(self, outcome: Resolve) -> None:

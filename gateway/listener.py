@@ -78,8 +78,9 @@ async def serve_listeners(
 
     servers = []
     acceptors = []
+    tls_sockets = [sock for sock in sockets if sock.getsockname()[1] in wss_ports]
     for sock in sockets:
-        if sock.getsockname()[1] in wss_ports:
+        if sock in tls_sockets:
             acceptors.append(loop.create_task(accept_tls(sock)))
         else:
             servers.append(
@@ -95,6 +96,9 @@ async def serve_listeners(
             server.close()
         for acceptor in acceptors:
             acceptor.cancel()
+        for sock in tls_sockets:  # refuse new TCP connections during the graceful wait
+            with contextlib.suppress(OSError):
+                sock.close()
         if connections:
             _, pending = await asyncio.wait(set(connections), timeout=config.graceful_timeout)
             for task in pending:
