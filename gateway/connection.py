@@ -70,6 +70,7 @@ class ChargePointConnection:
         self._background: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[Any] | None = None
         self._forced = False
+        self._force_timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.close_code: int | None = None
         self.claim_epoch: int | None = None  # the cluster-wide claim of this session
@@ -101,11 +102,15 @@ class ChargePointConnection:
             return 1006
         finally:
             self.closed = True
+            if self._force_timer is not None:  # the peer answered our close in time
+                self._force_timer.cancel()
             self._fail_pending(CallFailed("offline", "the charge point disconnected"))
             if self._worker is not None:
                 self._worker.cancel()
 
     async def _on_frame(self, frame: str | bytes) -> None:
+        if self.closed:  # closing: what the peer still sends is not acted upon
+            return
         self.last_message_at = time.time()
         if self._router.has_listeners:
             self._publish(frame if isinstance(frame, str) else repr(frame)[:200], "in")
@@ -324,7 +329,9 @@ class ChargePointConnection:
         self._fail_pending(CallFailed("closed", reason))
         with contextlib.suppress(Exception):  # already gone: nothing to close
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
-        asyncio.get_running_loop().call_later(self._settings.close_timeout, self._force_end)
+        self._force_timer = asyncio.get_running_loop().call_later(
+            self._settings.close_timeout, self._force_end
+        )
 
     def _force_end(self) -> None:
         task = self._task

@@ -161,6 +161,7 @@ class Gateway:
                 self.directory, self.bus, self.node_id, config.limits.call_timeout_seconds
             )
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
+        self.ui_connections: set[Any] = set()  # closed with 1001 on drain
         self._closing: set[asyncio.Task[None]] = set()
 
     async def _claim_cluster_wide(self, identity: str, connection: ChargePointConnection) -> None:
@@ -547,7 +548,12 @@ class Gateway:
             *(s.close(CLOSE_GOING_AWAY, "the gateway is shutting down") for s in sessions),
             return_exceptions=True,
         )
+        for ui in list(self.ui_connections):
+            ui.shutdown()
         deadline = time.monotonic() + timeout
         while self.registry.local_sessions() and time.monotonic() < deadline:
+            for session in self.registry.local_sessions():  # e.g. accepted just before the drain
+                if not getattr(session, "closed", True):
+                    self._close_later(session, CLOSE_GOING_AWAY, "the gateway is shutting down")
             await asyncio.sleep(0.05)
         event(log, "drain_finished", remaining=len(self.registry.local_sessions()))

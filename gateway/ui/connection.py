@@ -31,6 +31,7 @@ log = logging.getLogger("gateway.ui")
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_GOING_AWAY = 1001
 MAX_SUBSCRIPTIONS = 32
 
 EVENT_KINDS = {
@@ -72,6 +73,7 @@ class UiConnection:
         self._subscriptions: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing: str | None = None
+        self._close_code = CLOSE_TRY_AGAIN_LATER
 
     # -- events from the router (synchronous, must never block) -----------------------------------
 
@@ -102,6 +104,11 @@ class UiConnection:
         self._replies.append(text)
         self._wakeup.set()
 
+    def shutdown(self) -> None:
+        """Close this client with 1001 (the gateway drains)."""
+        self.closing, self._close_code = "the gateway is shutting down", CLOSE_GOING_AWAY
+        self._wakeup.set()
+
     # -- the writer ------------------------------------------------------------------------------
 
     async def write(self) -> None:
@@ -119,7 +126,7 @@ class UiConnection:
                 self.closing = "the token was revoked or has expired"
             while self._replies or self._events or self._dropped:
                 if self.closing:
-                    await self._close(CLOSE_TRY_AGAIN_LATER, self.closing)
+                    await self._close(self._close_code, self.closing)
                     return
                 if self._replies:
                     await self._send_text(self._replies.popleft())
@@ -129,7 +136,7 @@ class UiConnection:
                 else:
                     await self._send_text(self._events.popleft())
             if self.closing:
-                await self._close(CLOSE_TRY_AGAIN_LATER, self.closing)
+                await self._close(self._close_code, self.closing)
                 return
 
     # -- requests ---------------------------------------------------------------------------------

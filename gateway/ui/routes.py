@@ -76,12 +76,14 @@ def register_ui(app: Quart, gateway: Gateway) -> None:
             )
         )
         gateway.router.subscribe(connection.on_event)
+        gateway.ui_connections.add(connection)
         writer = asyncio.get_running_loop().create_task(connection.write())
         try:
             while not writer.done():
                 await connection.handle(await websocket.receive())
         finally:
             gateway.router.unsubscribe(connection.on_event)
+            gateway.ui_connections.discard(connection)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer

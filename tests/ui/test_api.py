@@ -489,3 +489,11 @@ async def test_subscriptions_per_connection_are_bounded(ui_gateway):
     ]
     assert all(a["type"] == "subscribed" for a in answers[:32])
     assert (answers[32]["type"], answers[32]["code"]) == ("error", "bad_request")
+
+
+async def test_drain_closes_ui_clients_with_1001(ui_gateway):
+    client = await connect(ui_gateway, "viewer")
+    await ui_gateway.server.gateway.drain(1.0)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.recv(timeout=3)
+    assert closed.value.rcvd.code == 1001
