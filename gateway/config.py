@@ -291,6 +291,9 @@ class RedisConfig:
     claim_ttl_seconds: float = _opt(
         15.0, "how long a dead node's sessions stay claimed (refreshed at a third of it)"
     )
+    when_unavailable: Literal["serve", "refuse"] = _opt(
+        "serve", "while Redis is down: keep accepting charge points, or refuse them with 503"
+    )
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):

@@ -141,6 +141,7 @@ class Gateway:
         self.node_id = config.redis.node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.directory: SessionDirectory = InMemoryDirectory(config.redis.claim_ttl_seconds)
         self.bus: RedisBus | None = None
+        self.redis_healthy = True  # false after a failed Redis operation, true after a good one
         # Takeovers announced by other nodes while a claim of ours is in flight.
         self._in_flight: Counter[str] = Counter()
         self._claim_locks: dict[str, asyncio.Lock] = {}
@@ -172,6 +173,7 @@ class Gateway:
                 self.directory.claim(identity, self.node_id), REDIS_TIMEOUT
             )
         except Exception as exc:  # Redis unreachable: keep serving, log it
+            self.redis_healthy = False
             event(log, "claim_failed", logging.ERROR, identity=identity, error=str(exc)[:200])
             connection.claim_epoch = None  # claimed again by the refresh loop once Redis is back
             return
@@ -182,6 +184,7 @@ class Gateway:
                 del self._in_flight[identity]
                 self._announced.pop(identity, None)
         connection.claim_epoch = claim.epoch
+        self.redis_healthy = True
         if announced > claim.epoch:  # a newer session elsewhere announced itself meanwhile
             self._close_later(
                 connection, CLOSE_REPLACED, "replaced by a newer connection elsewhere"
@@ -233,6 +236,17 @@ class Gateway:
     async def refresh_claims(self) -> None:
         """Extend this node's claims. A session taken over elsewhere is closed; a session without
         a claim (Redis was unreachable, restarted or lost its data) is claimed again."""
+        if self.bus is not None:
+            try:
+                await asyncio.wait_for(self._redis.ping(), REDIS_TIMEOUT)
+            except Exception as exc:
+                if self.redis_healthy:
+                    event(log, "redis_unavailable", logging.ERROR, error=str(exc)[:200])
+                self.redis_healthy = False
+                return
+            if not self.redis_healthy:
+                event(log, "redis_available")
+            self.redis_healthy = True
         reclaimed = 0
         for session in self.registry.local_sessions():
             if getattr(session, "closed", False):
@@ -385,6 +399,19 @@ class Gateway:
             return
         client = scope.get("client")
         remote = f"{client[0]}:{client[1]}" if client else "unknown"
+        if (
+            not self.redis_healthy
+            and self.config.redis.when_unavailable == "refuse"
+            and self.bus is not None
+        ):
+            refusal = Refuse(
+                503,
+                "redis_unavailable",
+                "the gateway cannot reach its cluster state: retry later",
+                headers=((b"retry-after", b"10"),),
+            )
+            await self._refuse(send, refusal, remote)
+            return
         if self.draining:
             refusal = Refuse(
                 503,

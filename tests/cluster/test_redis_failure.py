@@ -48,3 +48,33 @@ async def test_redis_restart_under_live_sessions(start_gateway):
                 await client.aclose()
     finally:
         redis.stop()
+
+
+async def test_new_connections_can_be_refused_while_redis_is_down(start_gateway):
+    redis = start_redis()
+    try:
+        node = await start_gateway(
+            redis={
+                "url": redis.url,
+                "key_prefix": "g:",
+                "node_id": "node-r",
+                "when_unavailable": "refuse",
+            }
+        )
+        async with websockets.connect(node.url("UP-1"), subprotocols=["ocpp1.6"]) as live:
+            await _heartbeat(live, "1")
+            redis.stop()
+            await node.gateway.refresh_claims()  # the periodic health check finds Redis gone
+            try:
+                await websockets.connect(node.url("UP-2"), subprotocols=["ocpp1.6"])
+                raise AssertionError("expected a refusal")
+            except websockets.exceptions.InvalidStatus as refused:
+                assert refused.response.status_code == 503
+                assert refused.response.headers["Retry-After"] == "10"
+            await _heartbeat(live, "2")  # the live session is still served
+            redis = start_redis(port=redis.port)
+            await node.gateway.refresh_claims()
+            async with websockets.connect(node.url("UP-3"), subprotocols=["ocpp1.6"]) as back:
+                await _heartbeat(back, "3")
+    finally:
+        redis.stop()
