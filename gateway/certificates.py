@@ -116,25 +116,8 @@ class CertificateService:
             signed: dict[str, Any] = {"certificateChain": chain}
             if certificate_type is not None:
                 signed["certificateType"] = certificate_type
-            try:
-                answer = await self._router.call(info.identity, "CertificateSigned", signed)
-            except CallFailed as failed:
-                event(
-                    log,
-                    "certificate_signed_failed",
-                    logging.WARNING,
-                    identity=info.identity,
-                    serial=serial,
-                    reason=failed.reason,
-                )
-                return
-            status = answer.payload.get("status") if isinstance(answer, CallResult) else None
-            event(
-                log,
-                "certificate_signed",
-                identity=info.identity,
-                serial=serial,
-                charge_point_answer=status or getattr(answer, "error_code", None),
+            await self._call_and_log(
+                info.identity, "CertificateSigned", signed, "certificate_signed", serial=serial
             )
 
         return {"status": "Accepted"}, send_certificate
@@ -186,22 +169,31 @@ class CertificateService:
             remote=info.remote,
             detail=f"client certificate expires in {days:.1f} days: {action} sent",
         )
+        await self._call_and_log(
+            info.identity, action, payload, "renewal_triggered", trigger=action
+        )
+
+    async def _call_and_log(
+        self, identity: str, action: str, payload: dict[str, Any], name: str, **fields: Any
+    ) -> None:
+        """Send a CALL and log the charge point's answer as `name` (or `name_failed`)."""
         try:
-            answer = await self._router.call(info.identity, action, payload)
+            answer = await self._router.call(identity, action, payload)
         except CallFailed as failed:
             event(
                 log,
-                "renewal_trigger_failed",
+                f"{name}_failed",
                 logging.WARNING,
-                identity=info.identity,
+                identity=identity,
                 reason=failed.reason,
+                **fields,
             )
             return
         status = answer.payload.get("status") if isinstance(answer, CallResult) else None
         event(
             log,
-            "renewal_triggered",
-            identity=info.identity,
-            action=action,
+            name,
+            identity=identity,
+            **fields,
             charge_point_answer=status or getattr(answer, "error_code", None),
         )

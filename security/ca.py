@@ -338,32 +338,28 @@ def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIden
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def _key_usage(
+    *, digital_signature: bool = False, key_encipherment: bool = False, ca: bool = False
+) -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _leaf_key_usage(key_encipherment: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
+        digital_signature=digital_signature,
         content_commitment=False,
         key_encipherment=key_encipherment,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
         encipher_only=False,
         decipher_only=False,
     )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return _key_usage(ca=True)
+
+
+def _leaf_key_usage(key_encipherment: bool) -> x509.KeyUsage:
+    return _key_usage(digital_signature=True, key_encipherment=key_encipherment)
 
 
 def _general_name(value: str) -> x509.GeneralName:

@@ -75,6 +75,34 @@ async def ui_gateway(start_gateway) -> UiGateway:
     return gateway
 
 
+@pytest.fixture
+def start_ui(start_gateway):
+    """Factory: a gateway with one token per role named, e.g. `await start_ui("admin", ui={})`."""
+
+    async def start(*roles: str, records=None, **sections) -> UiGateway:
+        tokens = InMemoryTokenStore()
+        server = await start_gateway(records=records, tokens=tokens, **sections)
+        gateway = UiGateway(server, tokens)
+        for role in roles:
+            gateway.add_token(role, role)
+        return gateway
+
+    return start
+
+
+async def connect_silent(gateway: UiGateway, name: str) -> UiClient:
+    """A UI client whose socket buffers at most one message: it reads only when told to."""
+    ws = await websockets.connect(
+        gateway.ui_url,
+        max_size=None,
+        max_queue=1,
+        additional_headers={"Authorization": f"Bearer {gateway.secrets[name]}"},
+    )
+    client = UiClient(ws)
+    assert (await client.recv())["type"] == "welcome"
+    return client
+
+
 async def connect(gateway: UiGateway, name: str) -> UiClient:
     ws = await websockets.connect(
         gateway.ui_url, additional_headers={"Authorization": f"Bearer {gateway.secrets[name]}"}

@@ -12,7 +12,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from ..integration.clients import running_station
-from .conftest import UiClient, connect
+from .conftest import connect, connect_silent
 
 CHANGE = {"key": "HeartbeatInterval", "value": "60"}
 
@@ -149,22 +149,14 @@ async def test_security_events_need_an_admin_token(ui_gateway):
     assert (refused["type"], refused["code"]) == ("error", "forbidden")
 
 
-async def test_admin_receives_the_security_event_stream(start_gateway):
+async def test_admin_receives_the_security_event_stream(start_ui):
     from security.passwords import hash_password, password_bytes_v2
     from security.records import ChargePointRecord, InMemoryRecordStore
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
 
     records = InMemoryRecordStore(
         [ChargePointRecord("SEC1", 1, hash_password(password_bytes_v2("Right-Password-123")))]
     )
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(
-        records=records, tokens=tokens, security={"dev_auto_register": False}
-    )
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("admin", "admin")
+    gateway = await start_ui("admin", records=records, security={"dev_auto_register": False})
     admin = await connect(gateway, "admin")
     await admin.request({"type": "subscribe", "identities": ["*"], "events": ["security"]})
     with pytest.raises(InvalidStatus):
@@ -310,15 +302,8 @@ async def test_idempotency_key_sends_the_call_once(ui_gateway):
     assert len(calls) == 1
 
 
-async def test_commands_are_rate_limited_per_token(start_gateway):
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
-
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(tokens=tokens, ui={"commands_per_minute": 2})
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("operator", "operator")
+async def test_commands_are_rate_limited_per_token(start_ui):
+    gateway = await start_ui("operator", ui={"commands_per_minute": 2})
     operator = await connect(gateway, "operator")
     codes = []
     for _ in range(3):
@@ -355,15 +340,8 @@ async def test_bad_messages_get_an_error_with_reason_and_request_id(
     assert (await client.request({"type": "list"}))["type"] == "charge_points", "still serving"
 
 
-async def test_oversized_message_is_refused_and_the_session_goes_on(start_gateway):
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
-
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(tokens=tokens, ui={"max_message_bytes": 1024})
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("admin", "admin")
+async def test_oversized_message_is_refused_and_the_session_goes_on(start_ui):
+    gateway = await start_ui("admin", ui={"max_message_bytes": 1024})
     client = await connect(gateway, "admin")
     await client.send({"type": "list", "id": "x" * 2000})
     answer = await client.recv()
@@ -387,24 +365,10 @@ async def _round_trips(url: str, count: int, data: str = "") -> float:
         return time.monotonic() - started
 
 
-async def test_slow_ui_client_never_slows_a_charge_point_and_learns_what_it_missed(start_gateway):
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
-
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(tokens=tokens, ui={"queue_size": 10})
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("viewer", "viewer")
+async def test_slow_ui_client_never_slows_a_charge_point_and_learns_what_it_missed(start_ui):
+    gateway = await start_ui("viewer", ui={"queue_size": 10})
     baseline = await _round_trips(gateway.cp_url("FAST0"), 150, BULK)
-    ws = await websockets.connect(
-        gateway.ui_url,
-        max_size=None,
-        max_queue=1,
-        additional_headers={"Authorization": f"Bearer {gateway.secrets['viewer']}"},
-    )
-    client = UiClient(ws)
-    await client.recv()
+    client = await connect_silent(gateway, "viewer")
     await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
     # the UI client now reads nothing while the charge point sends 300 x 50 KB of events
     watched = await _round_trips(gateway.cp_url("FAST1"), 150, BULK)
@@ -419,26 +383,12 @@ async def test_slow_ui_client_never_slows_a_charge_point_and_learns_what_it_miss
     delivered = len([m for m in messages if m["type"] == "event"])
     assert dropped > 0, "the oldest events were dropped and reported"
     assert delivered + dropped == 300, "every event is either delivered or counted as dropped"
-    await ws.close()
+    await client.ws.close()
 
 
-async def test_overflow_can_disconnect_the_slow_client_instead(start_gateway):
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
-
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(tokens=tokens, ui={"queue_size": 10, "overflow": "disconnect"})
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("viewer", "viewer")
-    ws = await websockets.connect(
-        gateway.ui_url,
-        max_size=None,
-        max_queue=1,
-        additional_headers={"Authorization": f"Bearer {gateway.secrets['viewer']}"},
-    )
-    client = UiClient(ws)
-    await client.recv()
+async def test_overflow_can_disconnect_the_slow_client_instead(start_ui):
+    gateway = await start_ui("viewer", ui={"queue_size": 10, "overflow": "disconnect"})
+    client = await connect_silent(gateway, "viewer")
     await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
     await _round_trips(gateway.cp_url("FLOOD"), 150, BULK)
     with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -462,19 +412,12 @@ async def test_charge_points_own_security_notifications_join_the_security_stream
     assert event["detail"] == "FirmwareUpdated: v2.3.1"
 
 
-async def test_revoked_token_of_a_silent_subscriber_is_disconnected(start_gateway):
-    from security.tokens import InMemoryTokenStore
-
-    from .conftest import UiGateway
-
-    tokens = InMemoryTokenStore()
-    server = await start_gateway(tokens=tokens, ui={"token_check_seconds": 0.2})
-    gateway = UiGateway(server, tokens)
-    gateway.add_token("admin", "admin")
+async def test_revoked_token_of_a_silent_subscriber_is_disconnected(start_ui):
+    gateway = await start_ui("admin", ui={"token_check_seconds": 0.2})
     client = await connect(gateway, "admin")
     await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
-    record = next(t for t in tokens.all() if t.name == "admin")
-    tokens.revoke(record.token_id)
+    record = next(t for t in gateway.tokens.all() if t.name == "admin")
+    gateway.tokens.revoke(record.token_id)
     with pytest.raises(websockets.ConnectionClosed) as closed:
         for _ in range(20):
             await client.recv(timeout=2)
