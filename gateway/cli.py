@@ -11,6 +11,7 @@ from .cli_ca import ca, certs
 from .cli_common import config_or_exit
 from .cli_cp import cp
 from .cli_remote import remote
+from .cli_state import state
 from .cli_ui import ui
 from .config import GatewayConfig, describe, reference
 
@@ -80,6 +81,7 @@ main.add_command(ca)
 main.add_command(certs)
 main.add_command(ui)
 main.add_command(remote)
+main.add_command(state)
 
 
 def _toml(value: object) -> str:

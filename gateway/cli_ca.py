@@ -23,6 +23,7 @@ from typing import Any, NoReturn, cast
 
 import click
 import orjson
+import redis
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -58,6 +59,8 @@ from security.castore import CaStoreError, is_ca, is_self_signed, load_ca_store
 from security.csr import CsrRejected, check_csr
 from security.records import JsonFileRecordStore
 
+from .cluster.client import connect_sync
+from .cluster.state import announce_reload
 from .config import ConfigError, GatewayConfig, load_config
 from .identity import IdentityError, IdentityRules
 from .trust import RELOAD_TRIGGER
@@ -135,6 +138,19 @@ class CaCli:
         )
         click.echo(message, err=True)
         sys.exit(code)
+
+    def announce_change(self) -> None:
+        """With Redis, tell every node to reload the CA store now (not at its next interval)."""
+        if not self.config.redis.url:
+            return
+        try:
+            announce_reload(connect_sync(self.config.redis.url), self.config.redis.key_prefix)
+        except redis.RedisError as exc:
+            click.echo(
+                f"warning: the nodes were not told through Redis ({exc}); they apply the change "
+                "within tls.reload_interval_seconds",
+                err=True,
+            )
 
     def issuer(self, action: str, **context: Any) -> Issued:
         """The current issuing CA with its key; refuses (exit 2) when it cannot be loaded."""
@@ -366,6 +382,7 @@ def init(
         issuing_fingerprint=fingerprint(issuing.certificate),
         retired_to=str(retired) if retired else None,
     )
+    cli.announce_change()
     click.echo(
         f"root CA: {cli.ca_dir / 'root.pem'} (trust anchor {_fp_name(root.certificate)})\n"
         f"issuing CA: {cli.ca_dir / 'issuing.pem'}\nCRL: {crl_path}"
@@ -448,6 +465,7 @@ def issue_server(
         not_after=entry.not_after,
         chain=str(server / f"{kind}.pem"),
     )
+    cli.announce_change()
     click.echo(
         f"server chain: {server / f'{kind}.pem'}\nprivate key (0600): {server / f'{kind}.key'}\n"
         f"serial: {entry.serial}\nnot after: {entry.not_after}"
@@ -657,6 +675,7 @@ def revoke(target: str, reason: str, passphrase_prompt: bool, config_path: str |
         revocation=reason,
         published=published,
     )
+    cli.announce_change()
     for entry in revoked:
         click.echo(f"revoked {entry.serial} ({entry.subject}): {reason}")
     for item in published:
@@ -682,6 +701,7 @@ def crl(next_update_days: int, passphrase_prompt: bool, config_path: str | None)
     cli = _context(config_path, passphrase_prompt)
     published = _publish(cli, _signers(cli, action), timedelta(days=next_update_days))
     cli.audit.record(action, published=published)
+    cli.announce_change()
     for item in published:
         click.echo(
             f"CRL published: {item['crl']} ({item['revoked']} revoked, "
@@ -812,6 +832,7 @@ def import_anchor(file: str, config_path: str | None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_certificates(target, [cert])
     cli.audit.record(action, changed=changed, file=str(target), **fields)
+    cli.announce_change()
     click.echo(f"{'trusted' if changed else 'already trusted'}: {fields['fingerprint']} {target}")
 
 
@@ -876,6 +897,7 @@ def retire_anchor(fingerprint_prefix: str, force: bool, config_path: str | None)
     cli.audit.record(
         action, fingerprint=fp, files=[str(p) for p in changes], remaining_anchors=remaining
     )
+    cli.announce_change()
     click.echo(f"retired {fp} ({remaining} anchors remain)")
 
 
@@ -920,4 +942,8 @@ def reload(config_path: str | None) -> None:
         cli.refuse("certs.reload", "no_store", f"{cli.certs_dir} is not a directory", code=2)
     (cli.certs_dir / RELOAD_TRIGGER).write_text(f"{time.time()}\n")
     cli.audit.record("certs.reload")
-    click.echo("reload requested: workers apply it within tls.reload_interval_seconds")
+    cli.announce_change()
+    click.echo(
+        "reload requested: workers apply it within tls.reload_interval_seconds"
+        + (" (told now through Redis)" if cli.config.redis.url else "")
+    )

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+import redis
 
+from security.records import JsonFileRecordStore, RecordStore
+from security.tokens import JsonFileTokenStore
+
+from .cluster.client import connect_sync
+from .cluster.state import RedisRecordStore, RedisTokenStore
 from .config import ConfigError, GatewayConfig, load_config
+from .stores import in_redis
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help="TOML file."
@@ -28,3 +36,30 @@ def persisted_file(value: str, key: str) -> str:
         click.echo(f"{key} is empty: nothing would be persisted", err=True)
         sys.exit(2)
     return value
+
+
+def redis_or_exit(config: GatewayConfig) -> Any:
+    """A synchronous client of the configured Redis; exit 2 when it does not answer."""
+    client = connect_sync(config.redis.url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:  # the message names host and port, never the password
+        click.echo(f"cannot reach Redis (redis.url): {exc}", err=True)
+        sys.exit(2)
+    return client
+
+
+def record_store(config: GatewayConfig) -> RecordStore:
+    """The charge point records the gateway uses: in Redis or in security.records_file."""
+    if in_redis(config):
+        return RedisRecordStore(redis_or_exit(config), config.redis.key_prefix)
+    return JsonFileRecordStore(
+        persisted_file(config.security.records_file, "security.records_file")
+    )
+
+
+def token_store(config: GatewayConfig) -> RedisTokenStore | JsonFileTokenStore:
+    """The UI tokens the gateway uses: in Redis or in ui.tokens_file."""
+    if in_redis(config):
+        return RedisTokenStore(redis_or_exit(config), config.redis.key_prefix)
+    return JsonFileTokenStore(persisted_file(config.ui.tokens_file, "ui.tokens_file"))

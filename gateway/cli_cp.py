@@ -23,18 +23,15 @@ from security.passwords import (
     password_bytes_v2,
     password_bytes_v16,
 )
-from security.records import ChargePointRecord, DowngradeRefused, JsonFileRecordStore
+from security.records import ChargePointRecord, DowngradeRefused, RecordStore
 
-from .cli_common import config_option, config_or_exit, persisted_file
+from .cli_common import config_option, config_or_exit, record_store
 from .config import KNOWN_SUBPROTOCOLS
 from .identity import IdentityError, IdentityRules
 
 
-def _store(config_path: str | None) -> JsonFileRecordStore:
-    config = config_or_exit(config_path)
-    return JsonFileRecordStore(
-        persisted_file(config.security.records_file, "security.records_file")
-    )
+def _store(config_path: str | None) -> RecordStore:
+    return record_store(config_or_exit(config_path))
 
 
 def _audit(config_path: str | None) -> AuditLog:

@@ -11,15 +11,15 @@ import orjson
 
 from security.tokens import ROLES, JsonFileTokenStore, new_token
 
-from .cli_common import config_option, config_or_exit, persisted_file
+from .cli_common import config_option, config_or_exit, token_store
+from .cluster.state import RedisTokenStore
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _store(config_path: str | None) -> JsonFileTokenStore:
-    config = config_or_exit(config_path)
-    return JsonFileTokenStore(persisted_file(config.ui.tokens_file, "ui.tokens_file"))
+def _store(config_path: str | None) -> RedisTokenStore | JsonFileTokenStore:
+    return token_store(config_or_exit(config_path))
 
 
 def parse_duration(value: str) -> float:

@@ -294,11 +294,49 @@ class RedisConfig:
     when_unavailable: Literal["serve", "refuse"] = _opt(
         "serve", "while Redis is down: keep accepting charge points, or refuse them with 503"
     )
+    state_store: Literal["redis", "files"] = _opt(
+        "redis",
+        "where records, UI tokens and boot states live with Redis: in Redis (every node shares "
+        "them), or in security.records_file and ui.tokens_file (a shared volume)",
+    )
 
     def __post_init__(self) -> None:
         if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis.url", "not a Redis URL", "write redis://user:pass@host:6379/0")
         _check_range("redis.claim_ttl_seconds", self.claim_ttl_seconds, 1, 3600)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The broker for a backend CSMS: charge point messages to a Redis Stream, answers back."""
+
+    mode: Literal["off", "forward"] = _opt(
+        "off", "forward: charge-point-initiated CALLs go to the backend through Redis Streams"
+    )
+    fallback: Literal["embedded", "error"] = _opt(
+        "embedded",
+        "without a backend answer in time: the embedded central system answers, or a CALLERROR",
+    )
+    answer_timeout_seconds: float = _opt(
+        5.0, "how long a forwarded CALL waits for the backend's answer before the fallback"
+    )
+    forward_actions: list[str] = _opt(
+        [], "actions to forward (empty: every charge-point-initiated action but SignCertificate)"
+    )
+    stream_maxlen: int = _opt(1_000_000, "approximate cap of each stream's length")
+    idempotency_seconds: float = _opt(
+        3600.0, "how long a forwarded message id is remembered, to drop duplicate deliveries"
+    )
+    commands: bool = _opt(True, "run the backend's commands from the command stream")
+    wait_replicas: int = _opt(
+        0, "replicas that must hold a message before it counts as stored (Redis WAIT)"
+    )
+
+    def __post_init__(self) -> None:
+        _check_range("broker.answer_timeout_seconds", self.answer_timeout_seconds, 0.05, 300)
+        _check_range("broker.stream_maxlen", self.stream_maxlen, 1000, 10**9)
+        _check_range("broker.idempotency_seconds", self.idempotency_seconds, 1, 7 * 86400)
+        _check_range("broker.wait_replicas", self.wait_replicas, 0, 16)
 
 
 @dataclass(frozen=True)
@@ -323,9 +361,14 @@ class GatewayConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:
+        if self.broker.mode == "forward" and not self.redis.url:
+            raise ConfigError(
+                "broker.mode", "forward mode needs Redis", "set redis.url or broker.mode = 'off'"
+            )
         if not self.server.ws_bind and not self.tls.wss_bind:
             raise ConfigError(
                 "server.ws_bind", "no listener is configured", "set server.ws_bind or tls.wss_bind"

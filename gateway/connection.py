@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import GatewayEvent
-from .handler import ActionNotHandled, CallHandler, FollowUp
+from .handler import ActionNotHandled, CallHandler, CallRefused, FollowUp
 from .logs import event
 from .ocppj.codec import CallError, CallResult
 from .ocppj.errors import RpcErrorKind
@@ -213,6 +213,8 @@ class ChargePointConnection:
         follow_up = None
         if isinstance(result, FollowUp):
             follow_up, result = result.after, result.payload
+        if isinstance(result, CallRefused):
+            return self.session.answer_error(call, result.kind, result.description)
         if isinstance(result, Exception):
             log.error(
                 "call handler failed", exc_info=result, extra={"fields": self._fields(call.action)}

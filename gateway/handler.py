@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from .certificates import CertificateService
 from .embedded.base import EmbeddedContext, EmbeddedSettings, EmbeddedState
 from .ocppj.codec import Call, Send
+from .ocppj.errors import RpcErrorKind
 from .registry import SessionInfo
 from .versions.base import OcppVersion
 
@@ -25,6 +26,16 @@ class FollowUp:
 
 class ActionNotHandled(Exception):
     """The handler knows the action but does not serve it (answered NotSupported)."""
+
+
+class CallRefused(Exception):
+    """The handler answers with a CALLERROR: an RPC error kind (named per version) and why."""
+
+    def __init__(self, kind: RpcErrorKind, description: str, details: Payload | None = None):
+        super().__init__(description)
+        self.kind = kind
+        self.description = description
+        self.details = details or {}
 
 
 class CallHandler(Protocol):

@@ -33,6 +33,8 @@ class Router:
         self._listeners: list[Listener] = []
         self.remote: Any = None  # ClusterCalls: CALLs for charge points held by other nodes
         self.cluster_events: Any = None  # ClusterEvents: events shared with the other nodes
+        self.presence: Any = None  # ClusterPresence: the sessions every other node serves
+        self.node_id = ""  # this worker's name in the cluster
 
     @property
     def has_listeners(self) -> bool:

@@ -14,23 +14,25 @@ import socket
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-import redis.asyncio as aioredis
 
 from security.cadb import CaDatabase
 from security.certcheck import CertRejected, check_client_certificate
 from security.policy import Authenticator, PolicySettings
-from security.records import InMemoryRecordStore, JsonFileRecordStore, RecordStore
+from security.records import RecordStore
 from security.throttle import FailureLimiter
-from security.tokens import InMemoryTokenStore, JsonFileTokenStore, TokenStore
+from security.tokens import TokenStore
 
 from .admission import OffloadSettings, ProfilePolicy
+from .broker.service import BrokerService
 from .certificates import CertificateService
 from .cluster.bus import RedisBus
+from .cluster.client import connect as connect_redis
 from .cluster.directory import InMemoryDirectory, RedisDirectory, SessionDirectory
 from .cluster.events import ClusterEvents
+from .cluster.presence import ClusterPresence
 from .cluster.remote import ClusterCalls
 from .config import GatewayConfig
 from .connection import (
@@ -59,6 +61,7 @@ from .router import Router
 from .security_actions import SecurityActions
 from .security_events import SecurityEvents
 from .session import OcppSession
+from .stores import open_stores
 from .tls_listener import TlsTermination
 from .trust import TrustState
 from .ui.service import UiService
@@ -67,6 +70,15 @@ from .versions import VERSIONS
 log = logging.getLogger("gateway")
 REDIS_TIMEOUT = 5.0  # a blackholed Redis must not stall reloads, claims or closes
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: control frame payload <= 125 bytes, 2 for the code
+
+
+def node_id(config: GatewayConfig) -> str:
+    """This worker's name in the cluster: the configured one (plus the process id when several
+    workers share it), else host name and process id."""
+    base = config.redis.node_id
+    if not base:
+        return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{base}-{os.getpid()}" if config.server.workers > 1 else base
 
 
 def close_reason(text: str) -> str:
@@ -94,15 +106,12 @@ class Gateway:
         self.registry = registry or InMemoryRegistry()
         self.router = Router(self.registry)
         self.events = SecurityEvents(self.router)
-        records_file = config.security.records_file
-        self.records = records or (
-            JsonFileRecordStore(records_file) if records_file else InMemoryRecordStore()
-        )
-        tokens_file = config.ui.tokens_file
-        self.ui = UiService(
-            tokens or (JsonFileTokenStore(tokens_file) if tokens_file else InMemoryTokenStore()),
-            config.ui,
-        )
+        self._redis: Any = None
+        if config.redis.url:
+            self._redis = connect_redis(config.redis.url, REDIS_TIMEOUT)
+        self.stores = open_stores(config, self._redis, records, tokens)
+        self.records = self.stores.records
+        self.ui = UiService(self.stores.tokens, config.ui)
         self.trust = TrustState(Path(config.tls.certs_dir), with_tls=bool(config.tls.wss_bind))
         versions = [VERSIONS[name] for name in config.ocpp.versions]
         self.pipeline = HandshakePipeline(
@@ -123,22 +132,13 @@ class Gateway:
             config.security.renew_days_before,
         )
         self.certificates.on_issued = CaDatabase.of_store(config.tls.certs_dir).on_issued
-        self.handler = GatewayHandler(
-            handler
-            or EmbeddedCentralSystem(
-                EmbeddedSettings(
-                    boot_status=config.embedded.boot_status,
-                    heartbeat_interval_s=config.embedded.heartbeat_interval_seconds,
-                )
-            ),
-            self.certificates,
-        )
         self.connection_settings = ConnectionSettings(
             call_timeout=config.limits.call_timeout_seconds,
             close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
-        self.node_id = config.redis.node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.node_id = node_id(config)
+        self.router.node_id = self.node_id
         self.directory: SessionDirectory = InMemoryDirectory(config.redis.claim_ttl_seconds)
         self.bus: RedisBus | None = None
         self.redis_healthy = True  # false after a failed Redis operation, true after a good one
@@ -148,9 +148,6 @@ class Gateway:
         self._claim_waiters: Counter[str] = Counter()
         self._announced: dict[str, int] = {}
         if config.redis.url:
-            self._redis = aioredis.from_url(
-                config.redis.url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
-            )
             self.directory = RedisDirectory(
                 self._redis, config.redis.key_prefix, config.redis.claim_ttl_seconds
             )
@@ -161,6 +158,23 @@ class Gateway:
             self.router.remote = ClusterCalls(
                 self.directory, self.bus, self.node_id, config.limits.call_timeout_seconds
             )
+            self.router.presence = ClusterPresence(
+                self._redis, config.redis.key_prefix, self.node_id, config.redis.claim_ttl_seconds
+            )
+        inner = handler or EmbeddedCentralSystem(
+            EmbeddedSettings(
+                boot_status=config.embedded.boot_status,
+                heartbeat_interval_s=config.embedded.heartbeat_interval_seconds,
+            )
+        )
+        self.broker: BrokerService | None = None
+        if config.broker.mode == "forward":  # config validation guarantees Redis
+            prefix = config.redis.key_prefix
+            self.broker = BrokerService(
+                self._redis, config.broker, prefix, self.node_id, self.router, inner
+            )
+            inner = self.broker.handler
+        self.handler = GatewayHandler(inner, self.certificates)
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self.ui_connections: set[Any] = set()  # closed with 1001 on drain
         self._closing: set[asyncio.Task[None]] = set()
@@ -185,6 +199,8 @@ class Gateway:
                 self._announced.pop(identity, None)
         connection.claim_epoch = claim.epoch
         self.redis_healthy = True
+        if self.router.presence is not None:
+            self.router.presence.add(connection.info)
         if announced > claim.epoch:  # a newer session elsewhere announced itself meanwhile
             self._close_later(
                 connection, CLOSE_REPLACED, "replaced by a newer connection elsewhere"
@@ -222,16 +238,41 @@ class Gateway:
 
     async def start_cluster(self) -> None:
         """Listen for other nodes' messages (no-op without Redis)."""
+        mirror = self.stores.mirror
+        if mirror is not None:
+            mirror.on_change = self._state_changed
+            mirror.on_reload = self._reload_announced
+            await mirror.start()
         if self.bus is not None:
             await self.bus.start(self._on_cluster_message)
             await self.router.cluster_events.start(self.router.deliver)
+            await self.router.presence.start()
+        if self.broker is not None:
+            await self.broker.start()
 
     async def stop_cluster(self) -> None:
         """Stop listening and close the Redis connection."""
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.stores.mirror is not None:
+            await self.stores.mirror.stop()
         if self.bus is not None:
+            await self.router.presence.stop()
             await self.bus.stop()
             await self.router.cluster_events.stop()
             await self._redis.aclose()
+
+    def _state_changed(self, kind: str, keys: set[str]) -> None:
+        """Records changed in Redis (another node or the CLI): re-check those sessions here."""
+        if kind == "records":
+            self._recheck_sessions(keys)
+
+    def _reload_announced(self) -> None:
+        """The CLI changed the CA store and told every node: apply it now."""
+        try:
+            self.apply_changes()
+        except Exception:
+            log.exception("reload failed")
 
     async def refresh_claims(self) -> None:
         """Extend this node's claims. A session taken over elsewhere is closed; a session without
@@ -272,6 +313,8 @@ class Gateway:
                 self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
         if reclaimed:
             event(log, "claims_restored", sessions=reclaimed)
+        if self.router.presence is not None:
+            self.router.presence.beat([s.info for s in self.registry.local_sessions()])
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security
@@ -331,6 +374,11 @@ class Gateway:
                     await asyncio.wait_for(self.refresh_claims(), refresh_every)
                 except TimeoutError:
                     event(log, "claim_refresh_failed", logging.ERROR, error="timed out")
+            if self.stores.mirror is not None:
+                try:
+                    await self.stores.mirror.sync()
+                except Exception as exc:
+                    event(log, "state_sync_failed", logging.WARNING, error=str(exc)[:200])
             try:
                 self.apply_changes()
                 self.check_renewals()
@@ -361,10 +409,13 @@ class Gateway:
         if records_changed or (reloaded is not None and reloaded.store_changed):
             self._recheck_sessions()
 
-    def _recheck_sessions(self) -> None:
+    def _recheck_sessions(self, identities: set[str] | None = None) -> None:
+        """Close the local sessions (of `identities`, or all) that are no longer allowed."""
         now = datetime.now(UTC)
         for session in self.registry.local_sessions():
             info = session.info
+            if identities is not None and info.identity not in identities:
+                continue
             record = self.records.get(info.identity)
             reason, detail = None, ""
             if record is None or not record.enabled:
@@ -465,13 +516,19 @@ class Gateway:
             admit.profile,
             admit.certificate_not_after,
         )
+        boot, boots = self.registry.boot_record(admit.identity), self.stores.boots
+        if boots is not None and self.redis_healthy:  # booted on another node: not asked again
+            shared = await boots.load(admit.identity)
+            if shared is not None:
+                boot.status = shared
         session = OcppSession(
             admit.identity,
             version,
-            self.registry.boot_record(admit.identity),
+            boot,
             validation=admit.validation,
             max_bad_messages=self.config.limits.max_bad_messages,
             gate_unknown_boot=self.config.ocpp.gate_unknown_boot,
+            on_boot_status=None if boots is None else partial(boots.store, admit.identity),
         )
         connection = ChargePointConnection(
             info, session, send, self.handler, self.router, self.connection_settings
@@ -517,6 +574,8 @@ class Gateway:
             code = await connection.run(receive)
         finally:
             self.registry.release(connection)
+            if self.router.presence is not None and self.registry.get(admit.identity) is None:
+                self.router.presence.remove(admit.identity)
             if connection.claim_epoch is not None:
                 with contextlib.suppress(Exception):  # Redis down: the claim expires by itself
                     await asyncio.wait_for(

@@ -9,6 +9,7 @@ validation (strict or lenient), one outstanding CALL per direction, and boot gat
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,7 @@ class OcppSession:
     validation: ValidationMode = "strict"
     max_bad_messages: int = 20
     gate_unknown_boot: bool = False
+    on_boot_status: Callable[[str | None], None] | None = None  # e.g. share it with other nodes
     bad_messages: int = 0
     pending_id: str | None = None
     pending_action: str | None = None
@@ -213,7 +215,10 @@ class OcppSession:
             return self.answer_error(call, RpcErrorKind.INTERNAL, reason), violation
         if call.action == BOOT_ACTION:
             status = payload.get("status")
-            self.boot.status = status if isinstance(status, str) else None
+            status = status if isinstance(status, str) else None
+            if status != self.boot.status and self.on_boot_status is not None:
+                self.on_boot_status(status)
+            self.boot.status = status
             if status == "Accepted":
                 self._invited.clear()
         return format_call_result(call.message_id, payload), violation

@@ -85,6 +85,15 @@ def new_token(
     return secret, record
 
 
+def revoke_in(store: TokenStore, token_id: str) -> bool:
+    """Revoke the token with this id in `store`; True when it was found and valid."""
+    for token in store.all():
+        if token.token_id == token_id and not token.revoked:
+            store.put(replace(token, revoked=True))
+            return True
+    return False
+
+
 class InMemoryTokenStore:
     """Tokens in process memory."""
 
@@ -102,11 +111,7 @@ class InMemoryTokenStore:
 
     def revoke(self, token_id: str) -> bool:
         """Revoke the token with this id; True when found."""
-        for token in self.all():
-            if token.token_id == token_id and not token.revoked:
-                self.put(replace(token, revoked=True))
-                return True
-        return False
+        return revoke_in(self, token_id)
 
 
 class JsonFileTokenStore(InMemoryTokenStore):

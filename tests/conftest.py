@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,8 @@ from gateway.config import GatewayConfig
 from gateway.hypercorn_compat import set_permessage_deflate
 from gateway.runtime import Gateway
 from gateway.server import create_listeners, hypercorn_config, prepare_certificates, serve_gateway
+
+from .redis_server import RedisServer, start_redis
 
 
 @dataclass
@@ -98,3 +100,11 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
 async def gateway_server(start_gateway: Callable[..., Any]) -> RunningGateway:
     """A gateway with the default test configuration."""
     return await start_gateway()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (started on first use, on a free loopback port)."""
+    server = start_redis()
+    yield server
+    server.stop()

@@ -38,13 +38,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_redis(port: int | None = None) -> RedisServer:
-    """Start redis-server (no persistence) and wait until it answers PING."""
+def start_redis(
+    port: int | None = None, *, appendonly: bool = False, directory: str | None = None
+) -> RedisServer:
+    """Start redis-server and wait until it answers PING.
+
+    No persistence by default; `appendonly` turns the AOF on with `appendfsync always` (every
+    acknowledged write is on disk). `directory` reuses a data directory (a restart that keeps
+    the AOF: kill the process without `stop()`, which deletes the directory).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (.ci/run installs Debian's redis-server)")
-    directory = tempfile.mkdtemp(prefix="ocppgw-redis-")
+    directory = directory or tempfile.mkdtemp(prefix="ocppgw-redis-")
     port = port or _free_port()
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else []
     process = subprocess.Popen(
         [
             binary,
@@ -54,8 +62,7 @@ def start_redis(port: int | None = None) -> RedisServer:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *(persistence or ["--appendonly", "no"]),
             "--dir",
             directory,
             "--protected-mode",

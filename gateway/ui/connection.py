@@ -19,6 +19,7 @@ from typing import Any
 
 from security.tokens import ApiToken
 
+from ..cluster.presence import session_facts
 from ..events import GatewayEvent
 from ..logs import event
 from ..ocppj.codec import CallError
@@ -31,8 +32,10 @@ log = logging.getLogger("gateway.ui")
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN_LATER = 1013
+REVOKED = "the token was revoked or has expired"
 CLOSE_GOING_AWAY = 1001
 MAX_SUBSCRIPTIONS = 32
+LIST_TIMEOUT = 2.0  # other nodes' sessions, read from Redis
 
 EVENT_KINDS = {
     "connected": "connection",
@@ -123,7 +126,7 @@ class UiConnection:
                 await asyncio.wait_for(self._wakeup.wait(), interval)
             self._wakeup.clear()
             if not self._service.still_valid(self.token):
-                self.closing = "the token was revoked or has expired"
+                self.closing, self._close_code = REVOKED, CLOSE_POLICY_VIOLATION
             while self._replies or self._events or self._dropped:
                 if self.closing:
                     await self._close(self._close_code, self.closing)
@@ -147,7 +150,7 @@ class UiConnection:
             self._reply(error(None, "too_large", "message exceeds ui.max_message_bytes"))
             return
         if not self._service.still_valid(self.token):
-            self.closing = "the token was revoked or has expired"
+            self.closing, self._close_code = REVOKED, CLOSE_POLICY_VIOLATION
             self._wakeup.set()
             return
         message = parse_client_message(frame)
@@ -163,7 +166,9 @@ class UiConnection:
             return
         kind, request_id = message["type"], message.get("id")
         if kind == "list":
-            self._reply(self._list(request_id))
+            task = asyncio.get_running_loop().create_task(self._list(request_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif kind == "subscribe":
             self._subscribe(message)
         elif kind == "unsubscribe":
@@ -180,21 +185,31 @@ class UiConnection:
         else:  # auth after authentication
             self._reply(error(request_id, "bad_request", "already authenticated"))
 
-    def _list(self, request_id: str) -> str:
-        visible = [
-            {
-                "identity": info.identity,
-                "subprotocol": info.subprotocol,
-                "security_profile": info.security_profile,
-                "connected_at": info.connected_at,
+    async def _list(self, request_id: str) -> None:
+        """The charge points this token may see, on this node and (with Redis) every other."""
+        found: dict[str, dict[str, Any]] = {}
+        partial = False
+        presence = self._router.presence
+        if presence is not None:
+            try:
+                for item in await asyncio.wait_for(presence.others(), LIST_TIMEOUT):
+                    known = found.get(item["identity"])  # a takeover in flight: the newest wins
+                    if known is None or item["connected_at"] > known["connected_at"]:
+                        found[item["identity"]] = {**item, "last_message_at": None}
+            except Exception as exc:
+                partial = True
+                event(log, "ui_list_partial", logging.WARNING, error=str(exc)[:200])
+        for info in self._router.registry.sessions():  # local sessions are authoritative
+            found[info.identity] = {
+                **session_facts(info, self._router.node_id),
                 "last_message_at": self._last_message_at(info.identity),
-                "remote": info.remote,
             }
-            for info in self._router.registry.sessions()
-            if self.token.sees(info.identity)
-        ]
-        visible.sort(key=lambda item: item["identity"])
-        return encode({"type": "charge_points", "id": request_id, "charge_points": visible})
+        visible = sorted(
+            (item for identity, item in found.items() if self.token.sees(identity)),
+            key=lambda item: item["identity"],
+        )
+        answer = {"type": "charge_points", "id": request_id, "charge_points": visible}
+        self._reply(encode({**answer, "partial": True} if partial else answer))
 
     def _subscribe(self, message: dict[str, Any]) -> None:
         kinds = frozenset(message["events"])

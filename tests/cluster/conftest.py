@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from ..redis_server import RedisServer, start_redis
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = start_redis()
-    yield server
-    server.stop()
+from ..redis_server import RedisServer
 
 
 @pytest.fixture
@@ -23,3 +16,24 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redi
     await client.flushall()
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def start_cluster(redis_server: RedisServer, tmp_path, request):
+    """Factory: `await start_cluster()` makes a `Cluster` of gateway processes on the session Redis
+    (or `redis_url=`), with a key prefix of its own; every process is killed at teardown."""
+    from .processes import Cluster
+
+    clusters: list[Cluster] = []
+
+    async def start(redis_url: str | None = None, claim_ttl_seconds: float = 3.0) -> Cluster:
+        directory = tmp_path / f"cluster{len(clusters)}"
+        directory.mkdir()
+        prefix = f"p{len(clusters)}-{request.node.name[:40]}:"
+        cluster = Cluster(directory, redis_url or redis_server.url, prefix, claim_ttl_seconds)
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        await cluster.close()

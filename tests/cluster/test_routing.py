@@ -130,3 +130,37 @@ async def test_ui_subscriber_on_node_b_sees_events_of_a_charge_point_on_node_a(n
                 if message["type"] == "event":
                     seen.append((message["event"], message.get("direction")))
     assert seen == [("connected", None), ("message", "in"), ("message", "out")]
+
+
+async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(nodes):
+    (a, b), tokens = nodes
+    secret, token = new_token("viewer", ("LIST-*",))
+    tokens.put(token)
+
+    async def listed() -> dict:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{b.port}/ui", additional_headers={"Authorization": f"Bearer {secret}"}
+        ) as ui:
+            assert orjson.loads(await ui.recv())["type"] == "welcome"
+            await ui.send(orjson.dumps({"type": "list", "id": "l"}))
+            return orjson.loads(await asyncio.wait_for(ui.recv(), 3))
+
+    async with (
+        running_station(a.url("LIST-A"), "ocpp1.6", "LIST-A"),
+        running_station(b.url("LIST-B"), "ocpp2.0.1", "LIST-B"),
+        running_station(a.url("HIDDEN-A"), "ocpp1.6", "HIDDEN-A"),
+    ):
+        for node, identity in ((a, "LIST-A"), (b, "LIST-B"), (a, "HIDDEN-A")):
+            await claimed(node, identity)
+        await asyncio.sleep(0.2)  # the presence writer's batch reaches Redis
+        answer = await listed()
+        assert "partial" not in answer
+        by_identity = {item["identity"]: item for item in answer["charge_points"]}
+        assert sorted(by_identity) == ["LIST-A", "LIST-B"]  # HIDDEN-A is out of the token's scope
+        assert by_identity["LIST-A"]["node"] == "node-a"
+        assert by_identity["LIST-A"]["last_message_at"] is None  # known on node A only
+        assert by_identity["LIST-B"]["node"] == "node-b"
+        assert by_identity["LIST-B"]["last_message_at"] > 0
+        assert by_identity["LIST-A"]["subprotocol"] == "ocpp1.6"
+    await asyncio.sleep(0.3)
+    assert (await listed())["charge_points"] == []  # disconnects leave the listing
