@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +65,16 @@ class WatchedJsonFile:
     def write(self, payload: Any) -> None:
         """Replace the file atomically (0600) and remember the version written."""
         self._stamp = write_json_atomic(self.path, payload)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the file's lock (a sidecar `.lock` file) for a read-modify-write, so that
+        processes sharing the file (CLI, nodes on a shared volume) never lose each other's
+        changes."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock

@@ -124,15 +124,17 @@ class JsonFileRecordStore(InMemoryRecordStore):
         return changed
 
     def put(self, record: ChargePointRecord, *, allow_downgrade: bool = False) -> None:
-        self.refresh()
-        super().put(record, allow_downgrade=allow_downgrade)
-        self._save()
+        with self._file.locked():
+            self.refresh()
+            super().put(record, allow_downgrade=allow_downgrade)
+            self._save()
 
     def remove(self, identity: str) -> bool:
-        self.refresh()
-        removed = super().remove(identity)
-        if removed:
-            self._save()
+        with self._file.locked():
+            self.refresh()
+            removed = super().remove(identity)
+            if removed:
+                self._save()
         return removed
 
     def _save(self) -> None:  # 0600: password hashes inside

@@ -143,6 +143,7 @@ class JsonFileTokenStore(InMemoryTokenStore):
         return super().revoke(token_id)
 
     def put(self, token: ApiToken) -> None:
-        self.refresh()
-        super().put(token)
-        self._file.write({"version": 1, "tokens": [asdict(t) for t in self.all()]})
+        with self._file.locked():
+            self.refresh()
+            super().put(token)
+            self._file.write({"version": 1, "tokens": [asdict(t) for t in self.all()]})

@@ -167,10 +167,14 @@ class Cluster:
             **options,
         )
 
-    async def start(self, name: str, workers: int = 1) -> NodeProcess:
-        """Start node `name` (node id `name`, or `name-<pid>` per worker); return once it serves."""
+    async def start(
+        self, name: str, workers: int = 1, env: dict[str, str] | None = None
+    ) -> NodeProcess:
+        """Start node `name` (node id `name`, or `name-<pid>` per worker); return once it serves.
+        `env` adds configuration variables (OCPP_GATEWAY_...)."""
         env = {
             **os.environ,
+            **(env or {}),
             "OCPP_GATEWAY_REDIS_NODE_ID": name,
             "OCPP_GATEWAY_SERVER_WORKERS": str(workers),
         }
@@ -188,9 +192,11 @@ class Cluster:
         await node.wait_for("cluster_bus_listening", count=workers, timeout=START_TIMEOUT)
         return node
 
-    async def start_nodes(self, *specs: tuple[str, int]) -> list[NodeProcess]:
+    async def start_nodes(
+        self, *specs: tuple[str, int], env: dict[str, str] | None = None
+    ) -> list[NodeProcess]:
         """Start nodes (name, workers) at once; return when all listen on their Redis channels."""
-        nodes = await asyncio.gather(*(self.start(name, workers) for name, workers in specs))
+        nodes = await asyncio.gather(*(self.start(name, workers, env) for name, workers in specs))
         await self.wait_listening()
         return nodes
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 
 import orjson
@@ -19,7 +20,7 @@ from websockets.protocol import State
 
 from ..integration.clients import running_station
 from ..redis_server import start_redis
-from .processes import Cluster, NodeProcess, command, connect_ui, eventually
+from .processes import REPO, Cluster, NodeProcess, command, connect_ui, eventually
 
 CHANGE = {"key": "HeartbeatInterval", "value": "60"}
 GET_VARIABLES = {
@@ -333,3 +334,70 @@ async def _redis_restart_under_traffic(start_cluster, servers: list) -> None:
     assert closed == [], "no session was closed"
     for node in nodes:
         assert node.found("claims_restored"), f"{node.name} logged claims_restored"
+
+
+async def test_forward_mode_across_nodes_with_a_backend_restarted_midway_loses_nothing(
+    start_cluster,
+):
+    """Forward mode on real processes: the example backend answers a charge point on node B; it
+    is SIGKILLed, the charge point keeps being answered (embedded fallback) and a restarted
+    backend processes every message sent meanwhile; a backend command entering the command
+    stream reaches the charge point whichever node consumes it."""
+    cluster: Cluster = await start_cluster()
+    await cluster.add_charge_points("FWD-1")
+    forward = {
+        "OCPP_GATEWAY_BROKER_MODE": "forward",
+        "OCPP_GATEWAY_BROKER_ANSWER_TIMEOUT_SECONDS": "0.5",
+    }
+    _a, b = await cluster.start_nodes(("node-a", 1), ("node-b", 1), env=forward)
+    consumer = [
+        sys.executable, "examples/backend_consumer.py", "--redis", cluster.redis_url,
+        "--prefix", cluster.prefix, "--group", "csms", "--min-idle-ms", "300",
+    ]  # fmt: skip
+
+    async def backend(name: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *consumer, "--consumer", name, cwd=REPO, stdout=asyncio.subprocess.DEVNULL
+        )
+
+    first = await backend("csms-1")
+    sent = ["boot"]
+    try:
+        async with websockets.connect(b.url("FWD-1"), subprotocols=["ocpp1.6"]) as ws:
+            boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+            await ws.send(json.dumps([2, "boot", "BootNotification", boot]))
+            answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert answer[2]["interval"] == 777, "the backend answered, not the embedded CSMS"
+            first.kill()
+            await first.wait()
+            for n in range(5):
+                sent.append(f"hb{n}")
+                await heartbeat(ws, f"hb{n}")  # the fallback answers while no backend runs
+            second = await backend("csms-2")
+            try:
+                done = [f"{cluster.prefix}csms:csms:done:FWD-1:{mid}" for mid in sent]
+
+                async def all_processed() -> bool:
+                    return all(await asyncio.gather(*(cluster.redis.exists(k) for k in done)))
+
+                await eventually(all_processed, 15, "every forwarded message processed")
+                command = {"command_id": "cmd-1", "identity": "FWD-1", "action": "ClearCache"}
+                await cluster.redis.xadd(
+                    f"{cluster.prefix}broker:commands",
+                    {"command": json.dumps({**command, "payload": {}})},
+                )
+                request = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert request[2] == "ClearCache"
+                await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
+
+                async def result() -> bool:
+                    entries = await cluster.redis.xrange(f"{cluster.prefix}broker:results")
+                    return any(b"cmd-1" in e[1][b"result"] for e in entries)
+
+                await eventually(result, 10, "the command's result in the results stream")
+            finally:
+                second.kill()
+                await second.wait()
+    finally:
+        if first.returncode is None:
+            first.kill()

@@ -193,7 +193,8 @@ def test_file_writes_are_atomic_and_leave_no_temporary_files(path: Path) -> None
     for index in range(5):
         store.put(record(f"CP-{index}"))
     store.remove("CP-3")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["records.json"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["records.json", "records.json.lock"]
+    assert (path.parent / "records.json.lock").stat().st_mode & 0o777 == 0o600
     json.loads(path.read_text(encoding="utf-8"))  # always a complete document
 
 
@@ -264,3 +265,23 @@ def test_file_store_downgrades_with_the_explicit_override(path: Path) -> None:
     store.put(record("CP-1", 2))
     store.put(record("CP-1", 1), allow_downgrade=True)
     assert JsonFileRecordStore(path).get("CP-1") == record("CP-1", 1)
+
+
+def _add_records(path: str, start: int) -> None:
+    store = JsonFileRecordStore(path)
+    for n in range(start, start + 20):
+        store.put(ChargePointRecord(f"CP-{n:03d}"))
+
+
+def test_processes_writing_one_file_at_once_lose_nothing(path: Path) -> None:
+    """Nodes sharing the file (or the CLI beside a node) hold its lock for read-modify-write."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_add_records, args=(str(path), s)) for s in (0, 20, 40, 60)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert len(JsonFileRecordStore(path).all()) == 80
