@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 import orjson
@@ -22,23 +23,25 @@ def state() -> None:
 
 
 @state.command("import")
+@click.option("--records", "records_file", help="Records file (default: security.records_file).")
+@click.option("--tokens", "tokens_file", help="Tokens file (default: ui.tokens_file).")
 @click.option(
-    "--records", "records_file", help="Records JSON file (default: security.records_file)."
+    "--overwrite",
+    is_flag=True,
+    help="Replace what Redis holds already (never lowering a profile, never un-revoking).",
 )
-@click.option("--tokens", "tokens_file", help="Tokens JSON file (default: ui.tokens_file).")
 @config_option
 def import_files(
-    records_file: str | None, tokens_file: str | None, config_path: str | None
+    records_file: str | None, tokens_file: str | None, overwrite: bool, config_path: str | None
 ) -> None:
     """Copy records and tokens from JSON files into Redis (moving a deployment to Redis).
 
-    A record already in Redis with a higher security profile is kept (a profile never goes down).
+    By default only what Redis does not hold is added: running it again never undoes a change
+    made since (a removed record stays removed only if it is not in the file, so run it once).
     """
     config = config_or_exit(config_path)
     if not in_redis(config):
-        click.echo(
-            "redis.url is empty or redis.state_store is 'files': nothing to import", err=True
-        )
+        click.echo("redis.url is empty or redis.state_store is 'files': no import", err=True)
         sys.exit(2)
     audit = AuditLog(config.security.audit_log)
     client = redis_or_exit(config)
@@ -46,23 +49,39 @@ def import_files(
     tokens = RedisTokenStore(client, config.redis.key_prefix)
     imported, kept = 0, []
     source = records_file or config.security.records_file
-    if source:
-        for record in JsonFileRecordStore(source).all():
-            try:
+    for record in JsonFileRecordStore(source).all() if source else []:
+        try:
+            if overwrite:
                 records.put(record)
-                imported += 1
-            except DowngradeRefused:
+            elif not records.create(record):
                 kept.append(record.identity)
-    token_count = 0
+                continue
+            imported += 1
+        except DowngradeRefused:
+            kept.append(record.identity)
+    token_count, tokens_kept = 0, 0
     source_tokens = tokens_file or config.ui.tokens_file
-    if source_tokens:
-        for token in JsonFileTokenStore(source_tokens).all():
-            tokens.put(token)
+    for token in JsonFileTokenStore(source_tokens).all() if source_tokens else []:
+        current = tokens.by_hash(token.hash)
+        if current is None and tokens.create(token):
             token_count += 1
-    audit.record("state.import", records=imported, ui_clients=token_count, kept_higher=kept)
+        elif overwrite and current is not None:
+            tokens.put(replace(token, revoked=token.revoked or current.revoked))
+            token_count += 1
+        else:
+            tokens_kept += 1
+    audit.record(
+        "state.import",
+        records=imported,
+        ui_clients=token_count,
+        kept_existing=kept,
+        overwrite=overwrite,
+    )
     click.echo(f"imported {imported} records and {token_count} tokens into Redis")
     for identity in kept:
-        click.echo(f"kept {identity}: Redis holds a higher security profile", err=True)
+        click.echo(f"kept {identity}: Redis holds it already (or a higher profile)", err=True)
+    if tokens_kept:
+        click.echo(f"kept {tokens_kept} tokens Redis holds already", err=True)
 
 
 @state.command("show")
@@ -81,7 +100,10 @@ def show(config_path: str | None) -> None:
         "records": client.hlen(keys.hash(RECORDS)),
         "tokens": client.hlen(keys.hash(TOKENS)),
         "boot_states": client.hlen(keys.boots),
-        "changes": {kind: int(client.get(keys.version(kind)) or 0) for kind in (RECORDS, TOKENS)},
+        "versions": {
+            kind: (client.get(keys.version(kind)) or b"").decode() or None
+            for kind in (RECORDS, TOKENS)
+        },
         "generation": generation.decode() if generation else None,
     }
     click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())

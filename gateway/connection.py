@@ -193,6 +193,20 @@ class ChargePointConnection:
                 if inspect.isawaitable(result):
                     try:
                         result = await result
+                    except asyncio.CancelledError:
+                        if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                            raise  # this worker is cancelled: the session ends
+                        # Something the handler awaited was cancelled, not the handler: answer.
+                        event(
+                            log,
+                            "call_handler_cancelled",
+                            logging.ERROR,
+                            identity=self.info.identity,
+                            action=dispatch.call.action,
+                            message_id=dispatch.call.message_id,
+                        )
+                        reason = "the CSMS failed to process the request"
+                        result = CallRefused(RpcErrorKind.INTERNAL, reason)
                     except Exception as exc:
                         result = exc
                 await self._send_text(self._answer(dispatch, result))

@@ -77,6 +77,21 @@ class Router:
             return await self.remote.call(identity, action, payload, timeout)
         raise CallFailed("offline", f"charge point {identity} is not connected")
 
+    async def subprotocol_of(self, identity: str) -> str | None:
+        """The OCPP version of `identity`'s live session, on this node or another (None: offline).
+
+        Raises when the cluster state cannot be read."""
+        session = self.registry.get(identity)
+        if session is not None:
+            return session.info.subprotocol
+        if self.remote is None or self.presence is None:
+            return None
+        node = await self.remote.holder_node(identity)
+        if node is None or node == self.node_id:
+            return None
+        facts = await self.presence.facts(node, identity)
+        return str(facts["subprotocol"]) if facts else None
+
     async def call_local(
         self, identity: str, action: str, payload: dict[str, Any], timeout: float | None = None
     ) -> CallResult | CallError:

@@ -121,7 +121,10 @@ class Gateway:
             config.ocpp.validation,
         )
         self.security_actions = SecurityActions(
-            self.records, self.registry, self.router, lambda: self._recheck_sessions()
+            self.records,
+            self.router,
+            lambda: self._recheck_sessions(),
+            lambda: self.stores.mirror is None or self.redis_healthy,
         )
         self.certificates = CertificateService(
             Path(config.tls.certs_dir),
@@ -159,7 +162,11 @@ class Gateway:
                 self.directory, self.bus, self.node_id, config.limits.call_timeout_seconds
             )
             self.router.presence = ClusterPresence(
-                self._redis, config.redis.key_prefix, self.node_id, config.redis.claim_ttl_seconds
+                self._redis,
+                config.redis.key_prefix,
+                self.node_id,
+                config.redis.claim_ttl_seconds,
+                self._live_sessions,
             )
         inner = handler or EmbeddedCentralSystem(
             EmbeddedSettings(
@@ -256,11 +263,17 @@ class Gateway:
             await self.broker.stop()
         if self.stores.mirror is not None:
             await self.stores.mirror.stop()
+        if self.stores.boots is not None:
+            await self.stores.boots.stop()
         if self.bus is not None:
             await self.router.presence.stop()
             await self.bus.stop()
             await self.router.cluster_events.stop()
             await self._redis.aclose()
+
+    def _live_sessions(self) -> list[SessionInfo]:
+        """The facts of this node's sessions that are not closing."""
+        return [s.info for s in self.registry.local_sessions() if not getattr(s, "closed", False)]
 
     def _state_changed(self, kind: str, keys: set[str]) -> None:
         """Records changed in Redis (another node or the CLI): re-check those sessions here."""
@@ -313,8 +326,6 @@ class Gateway:
                 self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
         if reclaimed:
             event(log, "claims_restored", sessions=reclaimed)
-        if self.router.presence is not None:
-            self.router.presence.beat([s.info for s in self.registry.local_sessions()])
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security
@@ -507,6 +518,9 @@ class Gateway:
 
     async def _serve(self, admit: Admit, remote: str, send: Any, receive: Any) -> None:
         version = admit.version
+        # What the handshake judged by: if either changes before the session is registered (and
+        # so reachable by re-checks), it is re-checked right after.
+        judged_by = (self.records.get(admit.identity), self.trust.store)
         await send({"type": "websocket.accept", "subprotocol": version.subprotocol})
         info = SessionInfo(
             admit.identity,
@@ -542,6 +556,8 @@ class Gateway:
         try:
             async with lock:
                 previous = self.registry.claim(connection)
+                if judged_by != (self.records.get(admit.identity), self.trust.store):
+                    self._recheck_sessions({admit.identity})
                 await self._claim_cluster_wide(admit.identity, connection)
         finally:
             self._claim_waiters[admit.identity] -= 1

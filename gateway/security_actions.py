@@ -31,7 +31,6 @@ from security.records import RecordStore
 
 from .logs import event
 from .ocppj.codec import CallError, CallResult
-from .registry import SessionRegistry
 from .router import Router
 
 log = logging.getLogger("gateway.security")
@@ -62,20 +61,42 @@ class SecurityActions:
     def __init__(
         self,
         records: RecordStore,
-        registry: SessionRegistry,
         router: Router,
         on_record_change: Callable[[], None] = lambda: None,
+        can_persist: Callable[[], bool] = lambda: True,
     ) -> None:
         self._records = records
-        self._registry = registry
         self._router = router
         self._on_record_change = on_record_change  # re-checks live sessions against records
+        self._can_persist = can_persist  # False while the shared record store is unreachable
 
-    def _subprotocol(self, identity: str) -> str:
-        session = self._registry.get(identity)
-        if session is None:
+    async def _subprotocol(self, identity: str) -> str | None:
+        """The version of the charge point's session on any node (None: not connected)."""
+        try:
+            return await self._router.subprotocol_of(identity)
+        except Exception as exc:
+            raise ActionFailed("unavailable", f"the cluster state cannot be read: {exc}") from exc
+
+    async def _connected(self, identity: str) -> str:
+        subprotocol = await self._subprotocol(identity)
+        if subprotocol is None:
             raise ActionFailed("offline", f"charge point {identity} is not connected")
-        return session.info.subprotocol
+        return subprotocol
+
+    def _check_persistable(self) -> None:
+        """A credential change the charge point accepted must be stored: refuse it up front
+        while the shared store cannot take it (it would be lost, locking the charge point out)."""
+        if not self._can_persist():
+            raise ActionFailed("unavailable", "the shared record store is unreachable: retry later")
+
+    def _store(self, identity: str, **changes: Any) -> bool:
+        """Apply `changes` to the current record (not the copy read before the CALL, which may
+        be stale); False when the record was removed meanwhile."""
+        current = self._records.get(identity)
+        if current is None:
+            return False
+        self._records.put(replace(current, **changes))
+        return True
 
     def _record(self, identity: str):  # type: ignore[no-untyped-def]
         record = self._records.get(identity)
@@ -88,7 +109,8 @@ class SecurityActions:
         record = self._record(identity)
         if record.security_profile not in (1, 2):
             raise ActionFailed("invalid", "only profile 1 and 2 charge points use passwords")
-        if self._subprotocol(identity) == "ocpp1.6":
+        self._check_persistable()
+        if await self._connected(identity) == "ocpp1.6":
             key = generate_authorization_key()
             secret = password_bytes_v16(key)
             action = "ChangeConfiguration"
@@ -114,15 +136,14 @@ class SecurityActions:
                 },
             )
             status = _status(result, "setVariableResult", "attributeStatus")
-        if status == "Accepted":
-            self._records.put(replace(record, password_hash=hash_password(secret)))
+        stored = status == "Accepted" and self._store(identity, password_hash=hash_password(secret))
         event(
             log,
             "password_rotation",
             identity=identity,
             via=action,
             status=status,
-            stored=status == "Accepted",
+            stored=stored,
         )
         return {"status": status}
 
@@ -135,15 +156,16 @@ class SecurityActions:
             )
         if profile in (1, 2) and record.password_hash is None:
             raise ActionFailed("invalid", "set a password first (rotate_password needs profile 1)")
+        self._check_persistable()
         status = "Accepted"
-        session = self._registry.get(identity)
-        if session is not None and session.info.subprotocol == "ocpp1.6":
+        if await self._subprotocol(identity) == "ocpp1.6":  # on this node or another
             result = await self._router.call(
                 identity, "ChangeConfiguration", {"key": "SecurityProfile", "value": str(profile)}
             )
             status = _status(result, "status")
+        if status == "Accepted" and not self._store(identity, security_profile=profile):
+            raise ActionFailed("invalid", f"the record of {identity} was removed meanwhile")
         if status == "Accepted":
-            self._records.put(replace(record, security_profile=profile))  # type: ignore[arg-type]
             self._on_record_change()
         event(log, "profile_upgrade", identity=identity, profile=profile, status=status)
         return {
@@ -153,7 +175,7 @@ class SecurityActions:
 
     async def delete_certificate(self, identity: str, serial_number: str) -> dict[str, Any]:
         """Delete the installed certificate with this serial, using the charge point's hash data."""
-        subprotocol = self._subprotocol(identity)
+        subprotocol = await self._connected(identity)
         request: dict[str, Any] = (
             {"certificateType": "CentralSystemRootCertificate"} if subprotocol == "ocpp1.6" else {}
         )

@@ -216,7 +216,7 @@ class OcppSession:
         if call.action == BOOT_ACTION:
             status = payload.get("status")
             status = status if isinstance(status, str) else None
-            if status != self.boot.status and self.on_boot_status is not None:
+            if self.on_boot_status is not None:  # every answer: another node may differ
                 self.on_boot_status(status)
             self.boot.status = status
             if status == "Accepted":

@@ -7,11 +7,13 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 Stamp = tuple[int, int, int] | None
+LOCK_TIMEOUT = 2.0  # seconds a writer waits for another process's write to finish
 
 
 def file_stamp(path: Path) -> Stamp:
@@ -74,7 +76,15 @@ class WatchedJsonFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_TIMEOUT
+            while True:  # bounded: a stuck holder (a stopped CLI) must not freeze a node forever
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.path} is locked by another process") from None
+                    time.sleep(0.01)
             yield
         finally:
             os.close(fd)  # releases the lock

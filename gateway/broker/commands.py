@@ -3,16 +3,24 @@
 The nodes share one consumer group, so each command entry goes to one node, which sends the CALL
 through the router (to whichever node holds the charge point), XADDs the result to the result stream
 and only then XACKs the command. A command id is remembered for `idempotency_seconds`: a command
-posted twice runs once (the remembered result is posted again). A node restarted under the same
-name first takes back its own pending commands; entries of a dead node are reclaimed (XAUTOCLAIM)
-once idle for `claim_idle_seconds`, and a node keeps the entries it is still running fresh (XCLAIM
-JUSTID) so a long CALL is never mistaken for a dead node's. A command interrupted by a node's death
-may reach the charge point twice; `reclaimed` in the log tells.
+posted twice runs once (the remembered result is posted again).
+
+A node reads no more entries than it has free slots (MAX_IN_FLIGHT), so its read loop never waits
+for one. While it runs an entry it holds a lease on it (a key naming the node, expiring after
+`claim_idle_seconds`) and a separate task keeps both the entry (XCLAIM JUSTID) and the lease fresh,
+however busy the node is. Entries idle for `claim_idle_seconds` are reclaimed (XAUTOCLAIM) by any
+node: one whose lease is still held by a live node is left alone (its node acknowledges it), one
+whose lease expired (its node died) is run again, so a command interrupted by a node's death may
+reach the charge point twice; `reclaimed` in the log tells. A node restarted under the same name
+takes its own pending entries back first. Consumers of the group that hold no entries and have been
+idle for STALE_CONSUMER_FACTOR claim periods (names of workers that are gone: `<node_id>-<pid>`) are
+deleted from the group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -32,6 +40,7 @@ from .command_format import (
     parse_command,
     result_entry,
 )
+from .command_ledger import CommandLedger, Leased
 from .envelope import Malformed
 from .keys import COMMAND_GROUP, BrokerKeys
 
@@ -40,7 +49,8 @@ BLOCK_MS = 1000  # below the client's socket timeout
 BATCH = 20
 MAX_IN_FLIGHT = 200
 CLAIM_IDLE_SECONDS = 60.0
-RUNNING = b"running:"
+FRESH_TICK_SECONDS = 0.1
+STALE_CONSUMER_FACTOR = 10  # a consumer idle this many claim periods, holding nothing, is gone
 STOP_SECONDS = 2.0
 
 Entry = tuple[bytes, dict[bytes, bytes] | None]
@@ -63,13 +73,23 @@ class CommandRunner:
         self._node = node
         self._router = router
         self._maxlen = settings.stream_maxlen
-        self._remember_seconds = max(1, int(settings.idempotency_seconds))
+        self._ledger = CommandLedger(redis, keys, node, settings.idempotency_seconds)
         self.claim_idle_seconds = claim_idle_seconds
+        self.stale_consumer_seconds = claim_idle_seconds * STALE_CONSUMER_FACTOR
+        self.max_in_flight = MAX_IN_FLIGHT
         self._in_flight: dict[bytes, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._slot_freed = asyncio.Event()
+        self._own_after: bytes | str | None = "0"  # this name's pending entries, read first
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read and run commands until `stop` is set; Redis errors are retried with backoff."""
+        fresh = asyncio.get_running_loop().create_task(self._keep_fresh_loop(stop))
+        try:
+            await self._read_loop(stop)
+        finally:
+            fresh.cancel()
+
+    async def _read_loop(self, stop: asyncio.Event) -> None:
         backoff, ready, lost = Backoff(), False, False
         claimed_at = float("-inf")
         loop = asyncio.get_running_loop()
@@ -77,17 +97,23 @@ class CommandRunner:
             try:
                 if not ready:
                     await self._join_group()
-                    await self._take_own_pending()
                     ready = True
+                free = await self._free_slots()
+                if not free:
+                    continue
+                if self._own_after is not None:
+                    await self._take_own_pending(free)
+                    continue
                 if loop.time() - claimed_at >= self.claim_idle_seconds / 3:
                     claimed_at = loop.time()
-                    await self._keep_fresh()
-                    await self._reclaim_stale()
+                    await self._reclaim_stale(free)
+                    await self._forget_stale_consumers()
+                    continue
                 response = await self._redis.xreadgroup(
                     COMMAND_GROUP,
                     self._node,
                     {self._keys.commands: ">"},
-                    count=BATCH,
+                    count=min(BATCH, free),
                     block=BLOCK_MS,
                 )
                 if lost:
@@ -96,7 +122,7 @@ class CommandRunner:
                 backoff.reset()
                 for _, entries in response or []:
                     for entry in entries:
-                        await self._start(entry, reclaimed=False)
+                        self._start(entry, reclaimed=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -122,6 +148,14 @@ class CommandRunner:
 
     # -- reading -----------------------------------------------------------------------------------
 
+    async def _free_slots(self) -> int:
+        """How many more commands may start now; waits up to one block period for a slot."""
+        if len(self._in_flight) >= self.max_in_flight:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), BLOCK_MS / 1000)
+        return max(0, self.max_in_flight - len(self._in_flight))
+
     async def _join_group(self) -> None:
         """Create the group at the start of the stream (commands posted before any node ran)."""
         try:
@@ -130,22 +164,24 @@ class CommandRunner:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _take_own_pending(self) -> None:
-        """Entries delivered to this node's name before a restart and never acknowledged."""
-        after: bytes | str = "0"
-        while True:
-            response = await self._redis.xreadgroup(
-                COMMAND_GROUP, self._node, {self._keys.commands: after}, count=BATCH
-            )
-            entries = response[0][1] if response else []
-            if not entries:
-                return
-            for entry in entries:
-                await self._start(entry, reclaimed=True)
-            after = entries[-1][0]
+    async def _take_own_pending(self, free: int) -> None:
+        """Entries delivered to this node's name before a restart and never acknowledged, up to
+        `free` of them per call; `_own_after` is None once they are all taken."""
+        assert self._own_after is not None
+        response = await self._redis.xreadgroup(
+            COMMAND_GROUP, self._node, {self._keys.commands: self._own_after}, count=free
+        )
+        entries = response[0][1] if response else []
+        if not entries:
+            self._own_after = None
+            return
+        for entry in entries:
+            self._start(entry, reclaimed=True)
+        self._own_after = entries[-1][0]
 
-    async def _reclaim_stale(self) -> None:
-        """Entries idle longer than `claim_idle_seconds` with any consumer: a dead node's."""
+    async def _reclaim_stale(self, free: int) -> None:
+        """Entries idle longer than `claim_idle_seconds` with any consumer (a dead node's, or one
+        still leased by its live node), as many as there are free slots."""
         start: bytes | str = "0-0"
         for _ in range(10):  # at most 10 batches per round
             reply = await self._redis.xautoclaim(
@@ -154,19 +190,51 @@ class CommandRunner:
                 self._node,
                 int(self.claim_idle_seconds * 1000),
                 start_id=start,
-                count=BATCH,
+                count=min(BATCH, free),
             )
             start, entries = reply[0], reply[1]
             for entry in entries:
                 event(log, "broker_command_reclaimed", entry=entry[0].decode())
-                await self._start(entry, reclaimed=True)
-            if start in (b"0-0", "0-0"):
+                self._start(entry, reclaimed=True)
+            free = self.max_in_flight - len(self._in_flight)
+            if start in (b"0-0", "0-0") or free <= 0:
                 return
 
+    async def _forget_stale_consumers(self) -> None:
+        """Delete consumers that hold no entries and have been idle far beyond the claim time:
+        the names of workers that are gone (a restarted worker has a new `<node_id>-<pid>`)."""
+        idle_ms = self.stale_consumer_seconds * 1000
+        for consumer in await self._redis.xinfo_consumers(self._keys.commands, COMMAND_GROUP):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if name == self._node or consumer["pending"] or consumer["idle"] < idle_ms:
+                continue
+            await self._redis.xgroup_delconsumer(self._keys.commands, COMMAND_GROUP, name)
+            event(log, "broker_consumer_removed", consumer=name, idle_ms=consumer["idle"])
+
+    async def _keep_fresh_loop(self, stop: asyncio.Event) -> None:
+        """Keep this node's running entries and their leases fresh, however busy it is."""
+        loop = asyncio.get_running_loop()
+        fresh_at = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(FRESH_TICK_SECONDS)
+            if loop.time() - fresh_at < self.claim_idle_seconds / 3:
+                continue
+            fresh_at = loop.time()
+            try:
+                await self._keep_fresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: the read loop reports it
+                event(log, "broker_keep_fresh_failed", logging.DEBUG, error=str(exc)[:200])
+
     async def _keep_fresh(self) -> None:
-        """Reset the idle time of the entries this node is still running."""
-        if self._in_flight:
-            await self._redis.xclaim(
+        """Reset the idle time of the entries this node is still running; extend their leases."""
+        if not self._in_flight:
+            return
+        lease_ms = int(self.claim_idle_seconds * 1000)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xclaim(
                 self._keys.commands,
                 COMMAND_GROUP,
                 self._node,
@@ -174,18 +242,20 @@ class CommandRunner:
                 list(self._in_flight),
                 justid=True,
             )
+            self._ledger.extend_leases(pipe, lease_ms)
+            await pipe.execute()
 
-    async def _start(self, entry: Entry, reclaimed: bool) -> None:
+    def _start(self, entry: Entry, reclaimed: bool) -> None:
         entry_id = entry[0]
         if entry_id in self._in_flight:
             return
-        await self._slots.acquire()  # back-pressure: read no more than we can run
         task = asyncio.get_running_loop().create_task(self._run_one(entry, reclaimed))
         self._in_flight[entry_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
             self._in_flight.pop(entry_id, None)
-            self._slots.release()
+            self._ledger.release(entry_id)
+            self._slot_freed.set()
 
         task.add_done_callback(done)
 
@@ -222,7 +292,10 @@ class CommandRunner:
             )
             await self._post(entry_id, None, body)
             return
-        remembered = await self._mark_running(entry_id, command)
+        lease_ms = max(1, int(self.claim_idle_seconds * 1000))
+        remembered = await self._ledger.mark_running(entry_id, command, lease_ms)
+        if isinstance(remembered, Leased):  # its node acknowledges it (or dies: reclaimed again)
+            return
         if remembered is not None:  # ran before: its result again; running elsewhere: ack only
             await self._post(entry_id, None, remembered or None)
             return
@@ -261,28 +334,6 @@ class CommandRunner:
         )
         return status, body
 
-    async def _mark_running(self, entry_id: bytes, command: Command) -> bytes | None:
-        """None: run it. Else the remembered result, or b"" when it runs elsewhere."""
-        key = self._keys.command(command.command_id)
-        marker = RUNNING + entry_id
-        for _ in range(2):
-            if await self._redis.set(key, marker, nx=True, ex=self._remember_seconds):
-                return None
-            previous = await self._redis.get(key)
-            if previous is None:  # expired in between: try again
-                continue
-            if previous == marker:  # this very entry (restarted or reclaimed): run it
-                return None
-            event(
-                log,
-                "broker_command_duplicate",
-                command_id=command.command_id,
-                entry=entry_id.decode(),
-                running=previous.startswith(RUNNING),
-            )
-            return b"" if previous.startswith(RUNNING) else previous
-        return None
-
     async def _post(self, entry_id: bytes, command_id: str | None, body: bytes | None) -> None:
         """XADD the result (and remember it), then XACK; retried until done or cancelled."""
         backoff, posted = Backoff(), body is None
@@ -297,8 +348,7 @@ class CommandRunner:
                             approximate=True,
                         )
                         if command_id is not None:
-                            key = self._keys.command(command_id)
-                            pipe.set(key, body, xx=True, keepttl=True)
+                            self._ledger.remember(pipe, command_id, body)
                         await pipe.execute()
                     posted = True
                 await self._redis.xack(self._keys.commands, COMMAND_GROUP, entry_id)

@@ -4,8 +4,11 @@ A CALL is appended to the call stream (once per idempotency key) and waits for t
 which the reply reader hands to `resolve`. No answer within `answer_timeout_seconds`, Redis
 unreachable, or an invalid answer: the fallback answers (the embedded central system, or a
 CALLERROR). A message re-sent with the same id is not appended again: it gets the remembered
-answer, or waits for the first delivery's answer. Nothing here raises into the connection but the
-CALLERRORs it means to send.
+answer, or waits for the first delivery's answer. A re-send that arrives while this node still
+waits joins that wait (each caller waits on a shield of the shared future, so a cancelled caller
+never takes the answer from the others); a re-send whose first delivery went through another node
+(or an earlier run of this one) looks for the answer itself (`_watch`). Nothing here raises into
+the connection but the CALLERRORs it means to send.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import BrokerConfig
@@ -33,17 +37,28 @@ from .envelope import (
     message_key,
     parse_answer,
 )
-from .streams import CallStream, NotReplicated
+from .streams import CallStream, FirstDelivery, NotReplicated
 
 log = logging.getLogger("gateway.broker")
 Payload = dict[str, Any]
+WATCH_SECONDS = 0.15  # how often a duplicate looks for the answer to another node's delivery
 
 FALLBACK_REASONS = {
     "timeout": "the backend CSMS did not answer {action} within {timeout:g} s",
     "redis_unavailable": "the backend CSMS cannot be reached: the broker is unavailable",
     "not_replicated": "{action} could not be stored durably: replicas did not acknowledge it",
     "invalid_answer": "the backend CSMS answered {action} with an invalid response",
+    "interrupted": "the delivery of {action} to the backend CSMS was interrupted",
 }
+
+
+@dataclass(slots=True, eq=False)
+class Delivery:
+    """One forwarded CALL awaiting its answer: the first delivery and the re-sends joined to it."""
+
+    future: asyncio.Future[Answer | Malformed]
+    waiters: int = 1
+    watch: asyncio.Task[None] | None = None  # a duplicate looking for another node's answer
 
 
 class ForwardingHandler:
@@ -66,7 +81,7 @@ class ForwardingHandler:
         # WAIT gets half the answer timeout: the backend needs the other half.
         self._wait_ms = max(1, int(settings.answer_timeout_seconds * 500))
         self._error_fallback = settings.fallback == "error"
-        self._waiting: dict[str, asyncio.Future[Answer | Malformed]] = {}
+        self._waiting: dict[str, Delivery] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self.healthy = True  # false from a failed append to the next good one
         self.failed_appends = 0
@@ -96,12 +111,12 @@ class ForwardingHandler:
             event(
                 log, "broker_answer_malformed", logging.WARNING, id=answer.id, reason=answer.reason
             )
-        future = self._waiting.get(answer.id) if answer.id is not None else None
-        if future is None or future.done():
+        delivery = self._waiting.get(answer.id) if answer.id is not None else None
+        if delivery is None or delivery.future.done():
             if isinstance(answer, Answer):
                 event(log, "broker_answer_late", id=answer.id)
             return
-        future.set_result(answer)
+        delivery.future.set_result(answer)
 
     async def stop(self) -> None:
         """Stop appending SENDs still under way."""
@@ -114,52 +129,109 @@ class ForwardingHandler:
         loop = asyncio.get_running_loop()
         started = loop.time()
         key = message_key(info.identity, call.message_id)
-        joined = self._waiting.get(key)
-        if joined is not None:  # re-sent while the first delivery still waits: the same answer
-            event(log, "broker_duplicate", identity=info.identity, message_id=call.message_id)
-            return await self._wait(info, version, call, asyncio.shield(joined), started)
-        future: asyncio.Future[Answer | Malformed] = loop.create_future()
-        self._waiting[key] = future  # before the append: the answer may come back at once
-        try:
-            now = time.time()
-            envelope = message_envelope(
-                "call",
-                info.identity,
-                version.subprotocol,
-                call.action,
-                call.message_id,
-                call.payload,
-                now,
-                self._node,
-                self._reply_to,
-                now + self._timeout,
+        delivery = self._waiting.get(key)
+        if delivery is not None:  # re-sent while the first delivery still waits: the same answer
+            event(
+                log,
+                "broker_duplicate",
+                identity=info.identity,
+                message_id=call.message_id,
+                answer="joined",
             )
+            delivery.waiters += 1
             try:
-                appended = await asyncio.wait_for(
-                    self._stream.append(key, envelope, self._wait_ms), self._timeout
-                )
-            except NotReplicated as exc:
-                event(log, "broker_not_replicated", logging.WARNING, error=str(exc), id=key)
-                return await self._fall_back(info, version, call, "not_replicated")
-            except Exception as exc:
-                self._unavailable(exc, info, call)
-                return await self._fall_back(info, version, call, "redis_unavailable")
-            self._available()
-            if not appended.new:  # re-sent: the remembered answer, else the first one's
-                remembered = parse_answer(appended.remembered) if appended.remembered else None
-                event(
-                    log,
-                    "broker_duplicate",
-                    identity=info.identity,
-                    message_id=call.message_id,
-                    answer="remembered" if isinstance(remembered, Answer) else "awaited",
-                )
-                if isinstance(remembered, Answer):
-                    return await self._apply(info, version, call, remembered)
-            return await self._wait(info, version, call, future, started)
+                return await self._wait(info, version, call, delivery.future, started)
+            finally:
+                self._leave(key, delivery)
+        # Registered before the append: the answer may come back at once.
+        delivery = self._waiting[key] = Delivery(loop.create_future())
+        try:
+            failure = await self._append(info, version, call, key, delivery)
+            if failure is not None:
+                return await self._fall_back(info, version, call, failure)
+            return await self._wait(info, version, call, delivery.future, started)
         finally:
-            if self._waiting.get(key) is future:
-                del self._waiting[key]
+            self._leave(key, delivery)
+
+    def _leave(self, key: str, delivery: Delivery) -> None:
+        """One caller stops waiting; the last one to leave forgets the delivery."""
+        delivery.waiters -= 1
+        if delivery.waiters:
+            return
+        if self._waiting.get(key) is delivery:
+            del self._waiting[key]
+        if delivery.watch is not None:
+            delivery.watch.cancel()
+
+    async def _append(
+        self, info: SessionInfo, version: OcppVersion, call: Call, key: str, delivery: Delivery
+    ) -> str | None:
+        """Append `call` once. None: its answer comes in `delivery.future` (or never, when the
+        backend does not answer); else the reason the fallback answers."""
+        now = time.time()
+        envelope = message_envelope(
+            "call",
+            info.identity,
+            version.subprotocol,
+            call.action,
+            call.message_id,
+            call.payload,
+            now,
+            self._node,
+            self._reply_to,
+            now + self._timeout,
+        )
+        try:
+            appended = await asyncio.wait_for(
+                self._stream.append(key, envelope, self._wait_ms, self._reply_to), self._timeout
+            )
+        except NotReplicated as exc:
+            event(log, "broker_not_replicated", logging.WARNING, error=str(exc), id=key)
+            return "not_replicated"
+        except Exception as exc:
+            self._unavailable(exc, info, call)
+            return "redis_unavailable"
+        self._available()
+        if appended.new:
+            return None
+        # Re-sent: the remembered answer, else the first delivery's, wherever it arrives.
+        remembered = parse_answer(appended.remembered) if appended.remembered else None
+        known = isinstance(remembered, Answer)
+        event(
+            log,
+            "broker_duplicate",
+            identity=info.identity,
+            message_id=call.message_id,
+            answer="remembered" if known else "awaited",
+        )
+        if known:
+            if not delivery.future.done():  # re-sends joined meanwhile get it too
+                delivery.future.set_result(remembered)  # type: ignore[arg-type]
+        else:
+            watching = self._watch(key, appended.first, delivery.future)
+            delivery.watch = asyncio.get_running_loop().create_task(watching)
+        return None
+
+    async def _watch(
+        self, key: str, first: FirstDelivery | None, future: asyncio.Future[Answer | Malformed]
+    ) -> None:
+        """Look for the answer to a duplicate's first delivery every WATCH_SECONDS until it is
+        there (or the last caller leaves): remembered under the seen key (by the node that reads
+        its reply stream), or in the first delivery's reply stream when that is another node's
+        (which may be gone, e.g. restarted under a new node id)."""
+        if first is not None and first.reply_to == self._reply_to:
+            first = None  # our own reply stream: the reply reader delivers it as well
+        after = first.scan_from if first is not None else None
+        while not future.done():
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                raw, after = await self._stream.find_answer(key, first, after)
+            except Exception as exc:  # Redis away: the caller's timeout still holds
+                event(log, "broker_watch_failed", logging.DEBUG, id=key, error=str(exc)[:200])
+                continue
+            if raw is not None and not future.done():
+                event(log, "broker_answer_found", id=key, reply_to=first and first.reply_to)
+                future.set_result(parse_answer(raw))
 
     async def _wait(
         self,
@@ -169,9 +241,11 @@ class ForwardingHandler:
         future: asyncio.Future[Answer | Malformed],
         started: float,
     ) -> Any:
+        """Wait for the shared `future` through a shield: a caller that is cancelled, or stops
+        waiting, leaves the answer to the others."""
         remaining = self._timeout - (asyncio.get_running_loop().time() - started)
         try:
-            answer = await asyncio.wait_for(future, max(0.0, remaining))
+            answer = await asyncio.wait_for(asyncio.shield(future), max(0.0, remaining))
         except TimeoutError:
             event(
                 log,
@@ -183,6 +257,19 @@ class ForwardingHandler:
                 timeout=self._timeout,
             )
             return await self._fall_back(info, version, call, "timeout")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not future.cancelled() or (task is not None and task.cancelling()):
+                raise  # this caller is cancelled: nothing to answer
+            event(
+                log,
+                "broker_answer_interrupted",
+                logging.WARNING,
+                identity=info.identity,
+                action=call.action,
+                message_id=call.message_id,
+            )
+            return await self._fall_back(info, version, call, "interrupted")
         return await self._apply(info, version, call, answer)
 
     async def _apply(
@@ -237,7 +324,8 @@ class ForwardingHandler:
         )
         key = message_key(info.identity, send.message_id)
         try:
-            await asyncio.wait_for(self._stream.append(key, envelope, self._wait_ms), self._timeout)
+            append = self._stream.append(key, envelope, self._wait_ms, None)
+            await asyncio.wait_for(append, self._timeout)
         except Exception as exc:
             self._unavailable(exc, info, send)
             event(

@@ -23,6 +23,7 @@ class BrokerKeys:
     _seen: str
     _replies: str
     _command: str
+    _lease: str
 
     @classmethod
     def under(cls, prefix: str) -> BrokerKeys:
@@ -36,6 +37,7 @@ class BrokerKeys:
             _seen=f"{base}{{calls}}:seen:",
             _replies=f"{base}replies:",
             _command=f"{base}command:",
+            _lease=f"{base}command-lease:",
         )
 
     def seen(self, message_key: str) -> str:
@@ -49,3 +51,7 @@ class BrokerKeys:
     def command(self, command_id: str) -> str:
         """Idempotency key of a backend command; holds its result once it ran."""
         return self._command + command_id
+
+    def lease(self, command_id: str) -> str:
+        """The lease of a running command: the name of the node running it, with a TTL."""
+        return self._lease + command_id

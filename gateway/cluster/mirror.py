@@ -1,7 +1,7 @@
 """A node's copy of the records and UI tokens kept in Redis (see `gateway.cluster.state`).
 
 Reads never wait for Redis: the handshake and the UI look up the mirror, which is loaded at start,
-updated when a change is announced on the state channel, and re-read when a version counter moved
+updated when a change is announced on the state channel, and re-read when a version token changed
 (an announcement lost while the channel was down). A node's own writes update the mirror at once
 and are written to Redis by a background task that retries until Redis takes them; until then the
 mirror keeps them over what Redis says.
@@ -14,11 +14,12 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Generic, TypeVar
 
 import orjson
 
-from security.records import ChargePointRecord, DowngradeRefused, check_profile_change
+from security.records import ChargePointRecord, check_profile_change
 from security.tokens import ApiToken, revoke_in
 
 from ..logs import event
@@ -28,47 +29,54 @@ from .state import (
     TOKENS,
     WRITE_SCRIPT,
     StateKeys,
+    WriteMode,
     parse_record,
     parse_token,
-    raise_if_downgrade,
-    record_document,
-    token_document,
+    refusal,
 )
 
 log = logging.getLogger("gateway.cluster")
 T = TypeVar("T")
 OnChange = Callable[[str, set[str]], None]  # kind, keys that changed
+Doc = dict[str, Any] | None
+Pending = tuple[WriteMode, Doc]
 TIMEOUT = 5.0
+UNREAD: Any = object()  # a version no token equals: read at the next sync
 
 
 class MirroredHash(Generic[T]):
     """The documents of one kind, and this node's writes not yet in Redis."""
 
     def __init__(
-        self, kind: str, parse: Callable[[bytes], T], document: Callable[[T], bytes]
+        self, kind: str, parse: Callable[[bytes], T], as_dict: Callable[[T], dict[str, Any]]
     ) -> None:
         self.kind = kind
         self.parse = parse
-        self.document = document
+        self.as_dict = as_dict
         self.items: dict[str, T] = {}
-        self.pending: dict[str, tuple[bytes, bool]] = {}  # key -> (document or b"", check)
-        self.version: int | None = None
+        self.pending: dict[str, Pending] = {}  # key -> (mode, fields or the whole document)
+        self.version: Any = UNREAD  # Redis's version token when last read
         self.kick: Callable[[], None] = lambda: None
 
-    def write(self, key: str, item: T | None, document: bytes, check: bool = False) -> None:
-        """Change the mirror now; Redis follows."""
+    def write(self, key: str, item: T | None, mode: WriteMode, fields: Doc = None) -> None:
+        """Change the mirror now; Redis follows. Writes pending for one key merge: a patch of a
+        pending create or patch adds its fields to it."""
         if item is None:
             self.items.pop(key, None)
         else:
             self.items[key] = item
-        self.pending[key] = (document, check)
+        previous = self.pending.get(key)
+        if mode == "patch" and previous is not None and previous[0] in ("create", "patch", "put"):
+            mode, fields = previous[0], {**(previous[1] or {}), **(fields or {})}
+        self.pending[key] = (mode, fields)
         self.kick()
 
     def restore(self) -> None:
-        """Redis lost its data (restart without persistence): write the mirror back."""
+        """Redis lost its data (restart without persistence): write the mirror back, creating
+        only what is missing (never over a newer write made since)."""
         for key, item in self.items.items():
-            self.pending.setdefault(key, (self.document(item), False))
-        self.version = None
+            self.pending.setdefault(key, ("create", self.as_dict(item)))
+        self.version = UNREAD
         self.kick()
 
     def replace_all(self, raw: dict[bytes, bytes]) -> set[str]:
@@ -110,20 +118,32 @@ class MirroredRecordStore:
 
     def __init__(self) -> None:
         self.hash: MirroredHash[ChargePointRecord] = MirroredHash(
-            RECORDS, parse_record, record_document
+            RECORDS, parse_record, ChargePointRecord.to_json
         )
 
     def get(self, identity: str) -> ChargePointRecord | None:
         return self.hash.items.get(identity)
 
     def put(self, record: ChargePointRecord, *, allow_downgrade: bool = False) -> None:
-        check_profile_change(self.get(record.identity), record, allow_downgrade)
-        self.hash.write(record.identity, record, record_document(record), not allow_downgrade)
+        """A new record is created only if Redis has none; a changed one is written as a patch
+        of the fields that changed, so that changes made elsewhere meanwhile are kept."""
+        old = self.get(record.identity)
+        check_profile_change(old, record, allow_downgrade)
+        document = record.to_json()
+        if old is None:
+            self.hash.write(record.identity, record, "create", document)
+        elif allow_downgrade:
+            self.hash.write(record.identity, record, "put", document)
+        else:
+            before = old.to_json()
+            fields = {k: v for k, v in document.items() if before.get(k) != v}
+            if fields:
+                self.hash.write(record.identity, record, "patch", fields)
 
     def remove(self, identity: str) -> bool:
         existed = identity in self.hash.items
         if existed:
-            self.hash.write(identity, None, b"")
+            self.hash.write(identity, None, "delete")
         return existed
 
     def all(self) -> list[ChargePointRecord]:
@@ -134,13 +154,13 @@ class MirroredTokenStore:
     """`TokenStore` over the mirror."""
 
     def __init__(self) -> None:
-        self.hash: MirroredHash[ApiToken] = MirroredHash(TOKENS, parse_token, token_document)
+        self.hash: MirroredHash[ApiToken] = MirroredHash(TOKENS, parse_token, asdict)
 
     def by_hash(self, digest: str) -> ApiToken | None:
         return self.hash.items.get(digest)
 
     def put(self, token: ApiToken) -> None:
-        self.hash.write(token.hash, token, token_document(token))
+        self.hash.write(token.hash, token, "put", asdict(token))
 
     def all(self) -> list[ApiToken]:
         return sorted(self.hash.items.values(), key=lambda t: t.created_at)
@@ -199,9 +219,10 @@ class StateMirror:
                 await task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 1.0)
+        self.dropped()
 
     async def sync(self) -> None:
-        """Re-read every kind whose version counter moved since the last read. When Redis lost
+        """Re-read every kind whose version token changed since the last read. When Redis lost
         its data (its generation mark is gone or new), write this node's mirror back instead."""
         kinds = list(self._hashes)
         *versions, generation = await asyncio.wait_for(
@@ -223,8 +244,7 @@ class StateMirror:
             )
             if lost:
                 return  # the next sync reads what the flush wrote back
-        for kind, raw in zip(kinds, versions, strict=True):
-            version = int(raw or 0)
+        for kind, version in zip(kinds, versions, strict=True):
             mirror = self._hashes[kind]
             if version == mirror.version:
                 continue
@@ -259,19 +279,42 @@ class StateMirror:
             self.on_change(kind, {key})
 
     async def flush(self) -> None:
-        """Write every pending change to Redis (raises when Redis refuses or is unreachable)."""
+        """Write every pending change to Redis (raises when Redis is unreachable), then read the
+        result back: a patch merged with changes made elsewhere, or what refused the write."""
         for kind, mirror in self._hashes.items():
-            for key, (document, check) in list(mirror.pending.items()):
-                keys, args = self._keys.write_args(kind, key, document, check)
+            for key, (mode, fields) in list(mirror.pending.items()):
+                document = orjson.dumps(fields) if fields is not None else b""
+                keys, args = self._keys.write_args(kind, key, mode, document)
                 result = await asyncio.wait_for(self._write(keys=keys, args=args), TIMEOUT)
-                if mirror.pending.get(key) == (document, check):
+                if mirror.pending.get(key) == (mode, fields):
                     del mirror.pending[key]
-                if isinstance(result, list):  # another node raised the profile meanwhile
-                    try:
-                        raise_if_downgrade(result, mirror.parse(document))
-                    except DowngradeRefused as exc:
-                        event(log, "state_write_refused", logging.WARNING, detail=str(exc))
-                    await self._apply(kind, key)
+                reason = refusal(result)
+                if reason is not None:  # e.g. removed or raised elsewhere meanwhile
+                    mirror.version = UNREAD  # re-read everything at the next sync as well
+                    event(
+                        log,
+                        "state_write_refused",
+                        logging.WARNING,
+                        kind=kind,
+                        identity=key if kind == RECORDS else None,
+                        mode=mode,
+                        reason=reason,
+                    )
+                await self._apply(kind, key)
+
+    def dropped(self) -> None:
+        """Log the writes that never reached Redis (at shutdown)."""
+        for kind, mirror in self._hashes.items():
+            if mirror.pending:
+                keys = sorted(mirror.pending)[:20] if kind == RECORDS else None
+                event(
+                    log,
+                    "state_write_lost",
+                    logging.ERROR,
+                    kind=kind,
+                    count=len(mirror.pending),
+                    identities=keys,
+                )
 
     async def _flush_forever(self) -> None:
         delay = 0.1
@@ -293,15 +336,21 @@ class StateMirror:
 
 class BootStates:
     """The last BootNotification status of each identity, shared so that a charge point that
-    reconnects to another node is not asked to boot again."""
+    reconnects to another node is not asked to boot again.
+
+    Every answer is written (not only changes: another node may have written a different status
+    meanwhile), by one writer in order; a status not yet written is replaced by a newer one."""
 
     def __init__(self, redis: Any, prefix: str) -> None:
         self._redis = redis
         self._key = StateKeys(prefix).boots
-        self._writes: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, str | None] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     async def load(self, identity: str) -> str | None:
         """The stored status (None when unknown or Redis does not answer within a second)."""
+        if identity in self._pending:
+            return self._pending[identity]
         try:
             raw = await asyncio.wait_for(self._redis.hget(self._key, identity), 1.0)
         except Exception as exc:
@@ -311,18 +360,37 @@ class BootStates:
         return raw.decode() if raw is not None else None
 
     def store(self, identity: str, status: str | None) -> None:
-        """Remember `status` (in the background; a failure is logged)."""
+        """Remember `status` (in the background, retried while Redis is unreachable)."""
+        self._pending.pop(identity, None)  # re-inserted last: written in the order answered
+        self._pending[identity] = status
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
-        async def write() -> None:
-            try:
+    async def _write(self) -> None:
+        delay = 0.1
+        while self._pending:
+            batch = dict(self._pending)
+            pipe = self._redis.pipeline(transaction=False)
+            for identity, status in batch.items():
                 if status is None:
-                    await asyncio.wait_for(self._redis.hdel(self._key, identity), TIMEOUT)
+                    pipe.hdel(self._key, identity)
                 else:
-                    await asyncio.wait_for(self._redis.hset(self._key, identity, status), TIMEOUT)
+                    pipe.hset(self._key, identity, status)
+            try:
+                await asyncio.wait_for(pipe.execute(), TIMEOUT)
             except Exception as exc:
                 error = str(exc)[:200]
-                event(log, "boot_state_failed", logging.WARNING, identity=identity, error=error)
+                event(log, "boot_state_failed", logging.WARNING, count=len(batch), error=error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for identity, status in batch.items():
+                if self._pending.get(identity, UNREAD) == status:
+                    del self._pending[identity]
 
-        task = asyncio.get_running_loop().create_task(write())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+    async def stop(self) -> None:
+        """Stop writing (what is still pending is lost: the charge point boots again)."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer

@@ -34,6 +34,11 @@ class ClusterCalls:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._serving: set[asyncio.Task[None]] = set()
 
+    async def holder_node(self, identity: str) -> str | None:
+        """The node holding `identity` (None when nobody does)."""
+        holder = await self._directory.holder(identity)
+        return holder.node if holder is not None else None
+
     async def call(
         self, identity: str, action: str, payload: dict[str, Any], timeout: float | None
     ) -> CallResult | CallError:

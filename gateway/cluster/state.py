@@ -2,17 +2,25 @@
 
 Layout (all keys in one hash slot, `{state}`, so each write is one atomic script on Redis Cluster):
 `<prefix>{state}:records` and `<prefix>{state}:tokens` are hashes of JSON documents (by identity,
-by token hash); `<prefix>{state}:version:<kind>` counts their changes; `<prefix>{state}:boots`
+by token hash); `<prefix>{state}:version:<kind>` holds a random token replaced at every change (a
+counter could fall back to an old value after a failover and hide changes); `<prefix>{state}:boots`
 holds the last BootNotification status per identity. Every change is announced on the channel
-`<prefix>state` so nodes apply it at once; the version counters catch announcements that were lost.
+`<prefix>state` so nodes apply it at once; the version tokens catch announcements that were lost.
+
+Writes say what they mean, so that concurrent writers never undo each other's changes:
+`put` replaces a document (the CLI), `put_checked` too unless it lowers the security profile,
+`create` writes only when absent (auto-registration, restoring lost data), `patch` sets some fields
+of an existing document (a node's password rotation or profile upgrade: never re-creates a record
+that was removed meanwhile, never lowers a profile) and `delete` removes one.
 
 The CLI uses the synchronous stores here; the nodes keep a mirror (`gateway.cluster.mirror`).
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -20,26 +28,46 @@ from security.records import ChargePointRecord, DowngradeRefused
 from security.tokens import ApiToken, revoke_in
 
 RECORDS, TOKENS = "records", "tokens"
+WriteMode = Literal["put", "put_checked", "create", "patch", "delete"]
 
-# KEYS: hash, version counter. ARGV: field, document ('' deletes), channel, kind, check_downgrade.
-# Returns 1 (written or deleted), 0 (nothing to delete) or {"downgrade", old_profile}.
+# KEYS: hash, version. ARGV: field, mode, document, channel, kind, version token.
+# Returns 1 (done), 0 (nothing to delete), {"exists"} (create), {"gone"} (patch) or
+# {"downgrade", old_profile} (put_checked, patch).
 WRITE_SCRIPT = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[2] == '' then
+local mode, new = ARGV[2], ARGV[3]
+if mode == 'delete' then
   if not old then return 0 end
   redis.call('HDEL', KEYS[1], ARGV[1])
+elseif mode == 'create' then
+  if old then return {'exists'} end
+  redis.call('HSET', KEYS[1], ARGV[1], new)
 else
-  if old and ARGV[5] == '1' then
+  if mode == 'patch' then
+    if not old then return {'gone'} end
+    local merged = cjson.decode(old)
+    for field, value in pairs(cjson.decode(new)) do merged[field] = value end
+    new = cjson.encode(merged)
+  end
+  if old and mode ~= 'put' then
     local before = cjson.decode(old)['security_profile'] or 0
-    local after = cjson.decode(ARGV[2])['security_profile'] or 0
+    local after = cjson.decode(new)['security_profile'] or 0
     if after < before then return {'downgrade', before} end
   end
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[1], ARGV[1], new)
 end
-redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], cjson.encode({kind = ARGV[4], key = ARGV[1]}))
+redis.call('SET', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[4], cjson.encode({kind = ARGV[5], key = ARGV[1]}))
 return 1
 """
+
+
+def refusal(result: Any) -> str | None:
+    """Why the script refused a write ("exists", "gone", "downgrade"), or None when it wrote."""
+    if isinstance(result, list) and result:
+        reason = result[0]
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
+    return None
 
 
 class StateKeys:
@@ -56,14 +84,16 @@ class StateKeys:
         return f"{self._prefix}{{state}}:{kind}"
 
     def version(self, kind: str) -> str:
-        """The change counter of `kind`."""
+        """The version token of `kind` (new at every change)."""
         return f"{self._prefix}{{state}}:version:{kind}"
 
-    def write_args(self, kind: str, key: str, document: bytes, check: bool) -> tuple[list, list]:
+    def write_args(
+        self, kind: str, key: str, mode: WriteMode, document: bytes = b""
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of WRITE_SCRIPT."""
         return (
             [self.hash(kind), self.version(kind)],
-            [key, document, self.channel, kind, "1" if check else "0"],
+            [key, mode, document, self.channel, kind, secrets.token_hex(8)],
         )
 
 
@@ -90,7 +120,7 @@ def parse_token(raw: bytes | str) -> ApiToken:
 
 def raise_if_downgrade(result: Any, record: ChargePointRecord) -> None:
     """Turn the script's downgrade answer into `DowngradeRefused`."""
-    if isinstance(result, list) and result and result[0] in (b"downgrade", "downgrade"):
+    if refusal(result) == "downgrade":
         raise DowngradeRefused(
             f"{record.identity}: security profile {int(result[1])} -> "
             f"{record.security_profile} is a downgrade; use --force-downgrade (audited)"
@@ -110,13 +140,19 @@ class RedisRecordStore:
         return parse_record(raw) if raw is not None else None
 
     def put(self, record: ChargePointRecord, *, allow_downgrade: bool = False) -> None:
-        keys, args = self._keys.write_args(
-            RECORDS, record.identity, record_document(record), not allow_downgrade
-        )
+        mode: WriteMode = "put" if allow_downgrade else "put_checked"
+        keys, args = self._keys.write_args(RECORDS, record.identity, mode, record_document(record))
         raise_if_downgrade(self._write(keys=keys, args=args), record)
 
+    def create(self, record: ChargePointRecord) -> bool:
+        """Write `record` only if its identity has none; True when written."""
+        keys, args = self._keys.write_args(
+            RECORDS, record.identity, "create", record_document(record)
+        )
+        return refusal(self._write(keys=keys, args=args)) is None
+
     def remove(self, identity: str) -> bool:
-        keys, args = self._keys.write_args(RECORDS, identity, b"", False)
+        keys, args = self._keys.write_args(RECORDS, identity, "delete")
         return self._write(keys=keys, args=args) == 1
 
     def all(self) -> list[ChargePointRecord]:
@@ -137,8 +173,13 @@ class RedisTokenStore:
         return parse_token(raw) if raw is not None else None
 
     def put(self, token: ApiToken) -> None:
-        keys, args = self._keys.write_args(TOKENS, token.hash, token_document(token), False)
+        keys, args = self._keys.write_args(TOKENS, token.hash, "put", token_document(token))
         self._write(keys=keys, args=args)
+
+    def create(self, token: ApiToken) -> bool:
+        """Write `token` only if its hash is unknown; True when written."""
+        keys, args = self._keys.write_args(TOKENS, token.hash, "create", token_document(token))
+        return refusal(self._write(keys=keys, args=args)) is None
 
     def all(self) -> list[ApiToken]:
         raw = self._client.hgetall(self._keys.hash(TOKENS))

@@ -76,6 +76,7 @@ class UiConnection:
         self._subscriptions: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing: str | None = None
+        self._listing = False
         self._close_code = CLOSE_TRY_AGAIN_LATER
 
     # -- events from the router (synchronous, must never block) -----------------------------------
@@ -166,6 +167,10 @@ class UiConnection:
             return
         kind, request_id = message["type"], message.get("id")
         if kind == "list":
+            if self._listing:  # one at a time: each one reads every node's sessions
+                self._reply(error(request_id, "rate_limited", "a list is already in progress"))
+                return
+            self._listing = True
             task = asyncio.get_running_loop().create_task(self._list(request_id))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -187,6 +192,12 @@ class UiConnection:
 
     async def _list(self, request_id: str) -> None:
         """The charge points this token may see, on this node and (with Redis) every other."""
+        try:
+            await self._list_now(request_id)
+        finally:
+            self._listing = False
+
+    async def _list_now(self, request_id: str) -> None:
         found: dict[str, dict[str, Any]] = {}
         partial = False
         presence = self._router.presence

@@ -21,6 +21,7 @@ from gateway.broker.envelope import (
     parse_answer,
 )
 from gateway.broker.keys import BrokerKeys
+from gateway.broker.streams import Appended, FirstDelivery, read_seen
 from gateway.ocppj.codec import CallError, CallResult
 from gateway.ocppj.errors import RpcErrorKind
 from gateway.router import CallFailed
@@ -229,3 +230,25 @@ def test_the_example_backends_answers_are_valid_for_their_version(subprotocol, a
     request = {"idTag": "T1"} if action == "StopTransaction" else {"idToken": {}}
     payload = ANSWERS[subprotocol][action](request)
     assert version.schemas.validate_response(action, payload) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "seen"),
+    [
+        (b'{"id": "CP-1:m1", "payload": {}}', Appended(False, b'{"id": "CP-1:m1", "payload": {}}')),
+        (
+            b"pending 1769860805123-0 ocppgw:broker:replies:gw-a",
+            Appended(False, None, FirstDelivery("1769860805123-0", "ocppgw:broker:replies:gw-a")),
+        ),
+        (b"pending 1769860805123-0 ", Appended(False, None)),  # a SEND: no reply stream
+        (b"", Appended(False, None)),  # written by gateways before the first delivery was kept
+    ],
+)
+def test_a_duplicates_seen_key_gives_its_answer_or_where_the_answer_goes(value, seen):
+    assert read_seen(value) == seen
+
+
+def test_the_answer_to_a_first_delivery_is_looked_for_from_shortly_before_its_entry():
+    first = FirstDelivery("1769860805123-4", "r")
+    assert first.scan_from == "1769860800123-0"  # 5 s: clocks of Redis Cluster shards
+    assert FirstDelivery("?", "r").scan_from == "0-0"

@@ -164,3 +164,49 @@ async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(
         assert by_identity["LIST-A"]["subprotocol"] == "ocpp1.6"
     await asyncio.sleep(0.3)
     assert (await listed())["charge_points"] == []  # disconnects leave the listing
+
+
+async def test_the_listing_repairs_itself_after_lost_writes(nodes, redis_server):
+    """A lost add and a ghost left by a lost remove are both corrected at the next heartbeat."""
+    (a, b), _ = nodes
+    prefix = a.gateway.config.redis.key_prefix
+    client = aioredis.from_url(redis_server.url)
+    key = f"{prefix}sessions:node-a"
+    async with running_station(a.url("REPAIR-1"), "ocpp1.6", "REPAIR-1"):
+        await claimed(a, "REPAIR-1")
+        await asyncio.sleep(0.2)
+        await client.hdel(key, "REPAIR-1")  # the add was lost
+        await client.hset(key, "GHOST-1", orjson.dumps({"identity": "GHOST-1"}))  # a lost remove
+        a.gateway.router.presence.beat()
+        await asyncio.sleep(0.3)
+        listed = {item["identity"] for item in await b.gateway.router.presence.others()}
+    await client.aclose()
+    assert listed == {"REPAIR-1"}
+
+
+async def test_one_list_at_a_time_per_ui_client(nodes, monkeypatch):
+    """A listing reads every node's sessions: a client cannot pile them up."""
+    (_a, b), tokens = nodes
+    secret, token = new_token("viewer")
+    tokens.put(token)
+    presence = b.gateway.router.presence
+    others = presence.others
+
+    async def slow_others():
+        await asyncio.sleep(0.3)
+        return await others()
+
+    monkeypatch.setattr(presence, "others", slow_others)
+    async with websockets.connect(
+        f"ws://127.0.0.1:{b.port}/ui", additional_headers={"Authorization": f"Bearer {secret}"}
+    ) as ui:
+        assert orjson.loads(await ui.recv())["type"] == "welcome"
+        await ui.send(orjson.dumps({"type": "list", "id": "1"}))
+        await ui.send(orjson.dumps({"type": "list", "id": "2"}))
+        answers = [orjson.loads(await asyncio.wait_for(ui.recv(), 3)) for _ in range(2)]
+        await ui.send(orjson.dumps({"type": "list", "id": "3"}))
+        third = orjson.loads(await asyncio.wait_for(ui.recv(), 3))
+    by_id = {answer["id"]: answer for answer in answers}
+    assert by_id["2"]["code"] == "rate_limited"
+    assert by_id["1"]["type"] == "charge_points"
+    assert third["type"] == "charge_points"  # the first one finished: allowed again

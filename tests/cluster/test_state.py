@@ -8,6 +8,7 @@ import asyncio
 import json
 import ssl
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ class Cli:
             f"[redis]\nurl = {q(url)}\nkey_prefix = {q(prefix)}\n"
             f"[tls]\ncerts_dir = {q(str(self.certs))}\n"
             f'[security]\naudit_log = {q(str(tmp / "audit.log"))}\ncpo_name = "Test CPO"\n'
+            f"records_file = {q(str(tmp / 'no-records.json'))}\n"
+            f"[ui]\ntokens_file = {q(str(tmp / 'no-tokens.json'))}\n"
         )
 
     def __call__(self, *args: str, code: int = 0, input: str | None = None) -> str:
@@ -261,4 +264,127 @@ def test_state_import_moves_file_records_and_tokens_into_redis(
     assert redis_records.get("CPF2").security_profile == 2
     shown = json.loads(cli("state", "show"))
     assert (shown["records"], shown["tokens"], shown["store"]) == (2, 1, "redis")
-    assert RedisTokenStore(redis.Redis.from_url(redis_server.url), prefix).by_hash(token.hash)
+    redis_tokens = RedisTokenStore(redis.Redis.from_url(redis_server.url), prefix)
+    assert redis_tokens.by_hash(token.hash)
+    # changes made in Redis since are never undone by importing again, even with --overwrite
+    cli("ui", "token", "revoke", token.token_id)
+    cli("cp", "set", "CPF1", "--disabled")
+    cli("cp", "remove", "CPF2")
+    again = cli("state", "import", "--records", str(tmp_path / "records.json"),
+                "--tokens", str(tmp_path / "tokens.json"))  # fmt: skip
+    assert "imported 1 records and 0 tokens" in again  # CPF2 was removed: it is in the file
+    assert redis_records.get("CPF1").enabled is False
+    assert redis_tokens.by_hash(token.hash).revoked is True
+    cli("state", "import", "--overwrite", "--tokens", str(tmp_path / "tokens.json"))
+    assert redis_tokens.by_hash(token.hash).revoked is True  # never un-revoked
+
+
+async def test_a_nodes_write_changes_only_its_fields_and_never_resurrects(
+    redis_client, redis_server, prefix: str
+):
+    """A password rotated on a node from an old copy keeps the CLI's changes made meanwhile; a
+    record removed meanwhile is not created again."""
+    cli_store = RedisRecordStore(redis.Redis.from_url(redis_server.url), prefix)
+    cli_store.put(ChargePointRecord("CPP", security_profile=1, password_hash="old"))
+    cli_store.put(ChargePointRecord("CPGONE", security_profile=1, password_hash="old"))
+    records = MirroredRecordStore()
+    mirror = StateMirror(redis_client, prefix, records, None)
+    await mirror.sync()  # the node's copy, then the CLI changes things it does not see yet
+    cli_store.put(replace(cli_store.get("CPP"), enabled=False, expected_o="ACME"))
+    cli_store.remove("CPGONE")
+    records.put(replace(records.get("CPP"), password_hash="new"))
+    records.put(replace(records.get("CPGONE"), password_hash="new"))
+    await mirror.flush()
+    stored = cli_store.get("CPP")
+    assert (stored.password_hash, stored.enabled, stored.expected_o) == ("new", False, "ACME")
+    assert records.get("CPP") == stored  # read back after the write
+    assert cli_store.get("CPGONE") is None and records.get("CPGONE") is None
+
+
+async def test_restoring_lost_data_never_overwrites_what_was_written_since(
+    redis_client, redis_server, prefix: str
+):
+    cli_store = RedisRecordStore(redis.Redis.from_url(redis_server.url), prefix)
+    cli_store.put(ChargePointRecord("CPX", security_profile=1))
+    cli_store.put(ChargePointRecord("CPY", security_profile=1))
+    records = MirroredRecordStore()
+    mirror = StateMirror(redis_client, prefix, records, None)
+    await mirror.sync()
+    await redis_client.flushall()  # Redis lost everything
+    cli_store.put(ChargePointRecord("CPX", security_profile=3))  # written right after
+    await mirror.sync()  # notices the loss: writes back only what is missing
+    await mirror.flush()
+    assert cli_store.get("CPX").security_profile == 3
+    assert cli_store.get("CPY").security_profile == 1
+    await mirror.sync()
+    assert records.get("CPX").security_profile == 3
+
+
+async def test_security_actions_from_one_node_reach_a_charge_point_on_another(
+    start_gateway, cli: Cli, redis_server, prefix: str
+):
+    """TC_A_09/10 and TC_A_19 across nodes: an admin on node B rotates the AuthorizationKey of a
+    1.6 charge point held by node A, then raises its profile; both nodes apply the new record."""
+    from ..ui.test_security_actions import _basic, _status_of, scripted
+
+    old_key = "00112233445566778899aabbccddeeff"
+    a, b = await _nodes(start_gateway, redis_server.url, prefix, ui={"token_check_seconds": 0.2})
+    cli(
+        "cp",
+        "add",
+        "ROTX",
+        "--profile",
+        "1",
+        "--authorization-key-prompt",
+        input=f"{old_key}\n" * 2,
+    )
+    secret = cli("ui", "token", "create", "--role", "admin").splitlines()[0]
+    await _eventually(lambda: a.gateway.records.get("ROTX") and b.gateway.ui.tokens.all())
+    url_a, url_b = a.url("ROTX"), b.url("ROTX")
+    answers = {"ChangeConfiguration": {"status": "Accepted"}}
+    async with (
+        scripted(url_a, "ocpp1.6", answers, _basic("ROTX", bytes.fromhex(old_key))) as calls,
+        websockets.connect(
+            f"ws://127.0.0.1:{b.port}/ui", additional_headers={"Authorization": f"Bearer {secret}"}
+        ) as ui,
+    ):
+        assert json.loads(await ui.recv())["type"] == "welcome"
+        await asyncio.sleep(0.2)  # node A's claim and presence reach Redis
+        request = {"type": "security_action", "id": "r", "identity": "ROTX"}
+        await ui.send(json.dumps({**request, "action": "rotate_password"}))
+        rotated = json.loads(await asyncio.wait_for(ui.recv(), 5))
+        assert rotated["status"] == "Accepted", rotated
+        assert calls[0][3]["key"] == "AuthorizationKey"
+        new_key = bytes.fromhex(calls[0][3]["value"])
+        await ui.send(json.dumps({**request, "action": "upgrade_profile", "profile": 2}))
+        upgraded = json.loads(await asyncio.wait_for(ui.recv(), 5))
+        assert upgraded["status"] == "Accepted", upgraded
+        assert calls[1][3] == {"key": "SecurityProfile", "value": "2"}
+    for node in (a, b):
+        await _eventually(lambda node=node: node.gateway.records.get("ROTX").security_profile == 2)
+    assert await _status_of(url_b, "ocpp1.6", _basic("ROTX", new_key)) == 401  # profile 2: wss
+    assert (
+        RedisRecordStore(redis.Redis.from_url(redis_server.url), prefix).get("ROTX").password_hash
+    )
+
+
+async def test_a_record_removed_while_the_session_is_being_set_up_still_closes_it(
+    start_gateway, redis_server, prefix: str
+):
+    (node,) = await _nodes(start_gateway, redis_server.url, prefix, count=1)
+    node.gateway.records.put(ChargePointRecord("CPWIN"))
+    boots = node.gateway.stores.boots
+    load = boots.load
+
+    async def removed_meanwhile(identity: str):  # the removal lands inside the setup window
+        node.gateway.records.remove(identity)
+        await asyncio.sleep(0.1)
+        return await load(identity)
+
+    boots.load = removed_meanwhile
+    async with websockets.connect(node.url("CPWIN"), subprotocols=["ocpp2.0.1"]) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.send(HEARTBEAT)
+            await asyncio.wait_for(ws.recv(), 3)
+    assert closed.value.rcvd.code == 1008
+    assert "record_removed" in closed.value.rcvd.reason

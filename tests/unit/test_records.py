@@ -285,3 +285,27 @@ def test_processes_writing_one_file_at_once_lose_nothing(path: Path) -> None:
         worker.join(30)
         assert worker.exitcode == 0
     assert len(JsonFileRecordStore(path).all()) == 80
+
+
+def test_a_writer_waits_for_a_stuck_lock_holder_only_so_long(path: Path, monkeypatch) -> None:
+    """A stopped CLI holding the lock must not freeze a gateway node: the write fails instead."""
+    import fcntl
+    import os
+    import time
+
+    from security import jsonfile
+
+    monkeypatch.setattr(jsonfile, "LOCK_TIMEOUT", 0.2)
+    store = JsonFileRecordStore(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            store.put(ChargePointRecord("CP-LOCKED"))
+    finally:
+        os.close(fd)
+    assert time.monotonic() - started < 1.0
+    store.put(ChargePointRecord("CP-LOCKED"))  # free again
+    assert JsonFileRecordStore(path).get("CP-LOCKED") is not None
