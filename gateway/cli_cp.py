@@ -26,6 +26,7 @@ from security.passwords import (
 from security.records import ChargePointRecord, DowngradeRefused, RecordStore
 
 from .cli_common import config_option, config_or_exit, record_store
+from .cluster.state import RedisRecordStore
 from .config import KNOWN_SUBPROTOCOLS
 from .identity import IdentityError, IdentityRules
 
@@ -222,7 +223,15 @@ def cp_set(identity: str, config_path: str | None, force_downgrade: bool, **opts
         if updated.security_profile in (1, 2) and not updated.password_hash:
             raise click.UsageError("profiles 1 and 2 need a password")
         try:
-            store.put(updated, allow_downgrade=force_downgrade)
+            if isinstance(store, RedisRecordStore):  # only the changed fields: nodes write too
+                document = updated.to_json()
+                fields = {key: document[key] for key in changes}
+                stored = store.patch(identity, fields, allow_downgrade=force_downgrade)
+                if stored is None:
+                    raise click.UsageError(f"{identity} was removed meanwhile")
+                updated = stored
+            else:
+                store.put(updated, allow_downgrade=force_downgrade)
         except DowngradeRefused as exc:
             raise click.UsageError(str(exc)) from None
     changed = sorted("credential" if k == "password_hash" else k for k in changes)

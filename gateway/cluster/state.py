@@ -10,8 +10,9 @@ holds the last BootNotification status per identity. Every change is announced o
 Writes say what they mean, so that concurrent writers never undo each other's changes:
 `put` replaces a document (the CLI), `put_checked` too unless it lowers the security profile,
 `create` writes only when absent (auto-registration, restoring lost data), `patch` sets some fields
-of an existing document (a node's password rotation or profile upgrade: never re-creates a record
-that was removed meanwhile, never lowers a profile) and `delete` removes one.
+of an existing document (a node's password rotation or profile upgrade, the CLI's `cp set`: never
+re-creates a record that was removed meanwhile, never lowers a profile; `patch_any` may, for an
+audited forced downgrade) and `delete` removes one.
 
 The CLI uses the synchronous stores here; the nodes keep a mirror (`gateway.cluster.mirror`).
 """
@@ -28,7 +29,7 @@ from security.records import ChargePointRecord, DowngradeRefused
 from security.tokens import ApiToken, revoke_in
 
 RECORDS, TOKENS = "records", "tokens"
-WriteMode = Literal["put", "put_checked", "create", "patch", "delete"]
+WriteMode = Literal["put", "put_checked", "create", "patch", "patch_any", "delete"]
 
 # KEYS: hash, version. ARGV: field, mode, document, channel, kind, version token.
 # Returns 1 (done), 0 (nothing to delete), {"exists"} (create), {"gone"} (patch) or
@@ -43,13 +44,13 @@ elseif mode == 'create' then
   if old then return {'exists'} end
   redis.call('HSET', KEYS[1], ARGV[1], new)
 else
-  if mode == 'patch' then
+  if mode == 'patch' or mode == 'patch_any' then
     if not old then return {'gone'} end
     local merged = cjson.decode(old)
     for field, value in pairs(cjson.decode(new)) do merged[field] = value end
     new = cjson.encode(merged)
   end
-  if old and mode ~= 'put' then
+  if old and mode ~= 'put' and mode ~= 'patch_any' then
     local before = cjson.decode(old)['security_profile'] or 0
     local after = cjson.decode(new)['security_profile'] or 0
     if after < before then return {'downgrade', before} end
@@ -150,6 +151,21 @@ class RedisRecordStore:
             RECORDS, record.identity, "create", record_document(record)
         )
         return refusal(self._write(keys=keys, args=args)) is None
+
+    def patch(
+        self, identity: str, fields: dict[str, Any], *, allow_downgrade: bool = False
+    ) -> ChargePointRecord | None:
+        """Set `fields` of the record as Redis holds it now (changes made elsewhere meanwhile, such
+        as a rotated password, are kept); the result, or None when the record is gone."""
+        mode: WriteMode = "patch_any" if allow_downgrade else "patch"
+        keys, args = self._keys.write_args(RECORDS, identity, mode, orjson.dumps(fields))
+        result = self._write(keys=keys, args=args)
+        if refusal(result) == "gone":
+            return None
+        record = self.get(identity)
+        if record is not None:
+            raise_if_downgrade(result, record)
+        return record
 
     def remove(self, identity: str) -> bool:
         keys, args = self._keys.write_args(RECORDS, identity, "delete")

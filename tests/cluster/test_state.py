@@ -388,3 +388,16 @@ async def test_a_record_removed_while_the_session_is_being_set_up_still_closes_i
             await asyncio.wait_for(ws.recv(), 3)
     assert closed.value.rcvd.code == 1008
     assert "record_removed" in closed.value.rcvd.reason
+
+
+def test_cli_patches_keep_concurrent_changes_and_refuse_downgrades(redis_server, prefix: str):
+    store = RedisRecordStore(redis.Redis.from_url(redis_server.url), prefix)
+    store.put(ChargePointRecord("CPC", security_profile=2, password_hash="old"))
+    store.patch("CPC", {"password_hash": "rotated"})  # a node rotated the password meanwhile
+    updated = store.patch("CPC", {"allowed_versions": ["ocpp1.6"]})  # what `cp set` changes
+    assert (updated.password_hash, updated.allowed_versions) == ("rotated", ("ocpp1.6",))
+    with pytest.raises(DowngradeRefused):
+        store.patch("CPC", {"security_profile": 1})
+    assert store.patch("CPC", {"security_profile": 1}, allow_downgrade=True).security_profile == 1
+    assert store.patch("CPNONE", {"enabled": False}) is None  # never created by a patch
+    assert store.get("CPNONE") is None
