@@ -1,8 +1,9 @@
 """The ASGI application: the Quart app, with the charge point route in front of it.
 
 Charge point WebSockets under the path prefix go straight to the lean OCPP handler (no per-message
-framework machinery on the hot path); everything else (health, later the UI API and console) is
-served by Quart.
+framework machinery on the hot path); `/healthz`, `/readyz` and `/metrics` go to `StatusRoutes`
+(unless `status.bind` moves them to the status listener); everything else (the UI API and
+console) is served by Quart.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from quart import Quart
 from . import __version__
 from .config import GatewayConfig
 from .runtime import Gateway
+from .status import StatusRoutes
 from .ui.routes import register_ui
 
 EXTENSION_KEY = "ocpp_gateway"
@@ -60,13 +62,11 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> Quart:
     gateway = gateway or Gateway(config)
     app = Quart("ocpp_gateway")
     app.extensions[EXTENSION_KEY] = gateway
+    if not config.status.bind:  # else on the status listener only (gateway/status.py)
+        app.asgi_app = StatusRoutes(app.asgi_app, gateway)  # type: ignore[method-assign]
     app.asgi_app = ChargePointRoute(app.asgi_app, gateway)  # type: ignore[method-assign]
 
     register_ui(app, gateway)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "draining": gateway.draining}
 
     @app.get("/")
     async def index() -> dict[str, Any]:

@@ -59,6 +59,11 @@ class ServerConfig:
         False, "negotiate permessage-deflate (costs about 100 KiB per connection)"
     )
     drain_seconds: float = _opt(10.0, "bound on the graceful shutdown after SIGTERM")
+    drain_batch_size: int = _opt(
+        500,
+        "sessions a worker closes at once (1012) when it drains, batches spread over the drain; "
+        "0 closes all at once",
+    )
 
     def __post_init__(self) -> None:
         for bind in self.ws_bind:
@@ -77,6 +82,7 @@ class ServerConfig:
             )
         _check_range("server.workers", self.workers, 1, 256)
         _check_range("server.drain_seconds", self.drain_seconds, 0, 3600)
+        _check_range("server.drain_batch_size", self.drain_batch_size, 0, 10_000_000)
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,22 @@ class LimitsConfig:
     max_bad_messages: int = _opt(
         20, "refused messages a session may send before it is closed; 0 disables the cap"
     )
+    max_tls_handshakes: int = _opt(
+        256,
+        "TLS handshakes a worker runs at once; at the limit it stops accepting (new connections "
+        "wait in the listen backlog); 0 = unlimited",
+    )
+    max_connections: int = _opt(
+        20000,
+        "charge point connections per worker; above it upgrades get 503 with Retry-After; "
+        "0 = unlimited",
+    )
+    retry_after_seconds: int = _opt(
+        10, "Retry-After of a 503 for max_connections, before the jitter is added"
+    )
+    retry_after_jitter_seconds: int = _opt(
+        20, "up to this many random seconds are added to each Retry-After, to spread a storm"
+    )
 
     def __post_init__(self) -> None:
         _check_range("limits.max_frame_bytes", self.max_frame_bytes, 1024, 64 * 1024 * 1024)
@@ -146,6 +168,10 @@ class LimitsConfig:
         _check_range("limits.pong_timeout_seconds", self.pong_timeout_seconds, 0.1, 3600)
         _check_range("limits.close_timeout_seconds", self.close_timeout_seconds, 0.1, 600)
         _check_range("limits.max_bad_messages", self.max_bad_messages, 0, 1_000_000)
+        _check_range("limits.max_tls_handshakes", self.max_tls_handshakes, 0, 1_000_000)
+        _check_range("limits.max_connections", self.max_connections, 0, 10_000_000)
+        _check_range("limits.retry_after_seconds", self.retry_after_seconds, 1, 86400)
+        _check_range("limits.retry_after_jitter_seconds", self.retry_after_jitter_seconds, 0, 86400)
 
 
 @dataclass(frozen=True)
@@ -156,10 +182,28 @@ class EmbeddedConfig:
         "Accepted", "status answered to BootNotification"
     )
     heartbeat_interval_seconds: int = _opt(300, "interval answered to BootNotification")
+    boot_pending_above: int = _opt(
+        0,
+        "BootNotifications a worker answers Accepted per second; the ones above it get Pending "
+        "with a retry interval; 0 = never (e.g. 100 spreads a fleet's reboot over minutes)",
+    )
+    boot_pending_interval_seconds: int = _opt(
+        60, "interval answered with Pending under load, before the jitter is added"
+    )
+    boot_pending_jitter_seconds: int = _opt(
+        60, "up to this many random seconds are added to a Pending interval"
+    )
 
     def __post_init__(self) -> None:
         _check_range(
             "embedded.heartbeat_interval_seconds", self.heartbeat_interval_seconds, 0, 86400
+        )
+        _check_range("embedded.boot_pending_above", self.boot_pending_above, 0, 1_000_000)
+        _check_range(
+            "embedded.boot_pending_interval_seconds", self.boot_pending_interval_seconds, 1, 86400
+        )
+        _check_range(
+            "embedded.boot_pending_jitter_seconds", self.boot_pending_jitter_seconds, 0, 86400
         )
 
 
@@ -340,6 +384,22 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True)
+class StatusConfig:
+    """Health, readiness and Prometheus metrics (/healthz, /readyz, /metrics)."""
+
+    bind: str = _opt(
+        "",
+        "host:port of a separate listener for /healthz, /readyz and /metrics (then not served on "
+        "the charge point listeners); empty: served on the charge point listeners",
+    )
+    metrics: bool = _opt(True, "serve Prometheus metrics at /metrics")
+
+    def __post_init__(self) -> None:
+        if self.bind:
+            _check_bind("status.bind", self.bind)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Structured logging."""
 
@@ -362,6 +422,7 @@ class GatewayConfig:
     ui: UiConfig = field(default_factory=UiConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def __post_init__(self) -> None:

@@ -17,9 +17,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .events import GatewayEvent
 from .handler import ActionNotHandled, CallHandler, CallRefused, FollowUp
 from .logs import event
+from .metrics import GatewayMetrics
 from .ocppj.codec import CallError, CallResult
 from .ocppj.errors import RpcErrorKind
 from .registry import SessionInfo
@@ -33,6 +36,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # the gateway shuts down
 CLOSE_PROTOCOL_ERROR = 1002  # no common OCPP version
 CLOSE_POLICY_VIOLATION = 1008  # too many invalid messages
+CLOSE_SERVICE_RESTART = 1012  # the worker drains: reconnect (to another node) after a delay
 CLOSE_REPLACED = 4000  # a newer connection for the same identity took over
 
 
@@ -55,6 +59,7 @@ class ChargePointConnection:
         handler: CallHandler,
         router: Router,
         settings: ConnectionSettings,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.info = info
         self.session = session
@@ -62,6 +67,8 @@ class ChargePointConnection:
         self._handler = handler
         self._router = router
         self._settings = settings
+        self._metrics = metrics if metrics is not None else GatewayMetrics()
+        self.queued_calls = 0  # gateway CALLs waiting (queued or outstanding): a sampled gauge
         self._call_lock = asyncio.Lock()
         self._pending: asyncio.Future[CallResult | CallError] | None = None
         self._inbox: deque[Dispatch] = deque()
@@ -117,6 +124,7 @@ class ChargePointConnection:
         outcome = self.session.receive(frame)
         kind = type(outcome)
         if kind is Dispatch:
+            self._metrics.in_call[outcome.call.action].inc()
             if outcome.call.action == "SecurityEventNotification" and self.on_security_notice:
                 self.on_security_notice(self.info, outcome.call.payload)
             if log.isEnabledFor(DEBUG):
@@ -125,6 +133,10 @@ class ChargePointConnection:
                 self._violation("in", outcome.call.action, outcome.violation.reason)
             await self._dispatch(outcome)
         elif kind is Reply:
+            metrics = self._metrics
+            metrics.in_refused.inc()
+            metrics.out_error[""].inc()
+            metrics.callerrors_sent[outcome.error_code].inc()
             event(
                 log,
                 "message_refused",
@@ -138,6 +150,7 @@ class ChargePointConnection:
         elif kind is Resolve:
             await self._resolve(outcome)
         elif kind is Notify:
+            self._metrics.in_send[outcome.send.action].inc()
             if outcome.violation is not None:
                 self._violation("in", outcome.send.action, outcome.violation.reason)
             try:
@@ -146,6 +159,7 @@ class ChargePointConnection:
                 log.exception("SEND handler failed", extra={"fields": self._fields()})
         else:
             assert isinstance(outcome, Drop)
+            self._metrics.in_dropped.inc()
             event(
                 log,
                 "message_dropped",
@@ -219,6 +233,16 @@ class ChargePointConnection:
             self._worker = None
 
     def _answer(self, dispatch: Dispatch, result: Any) -> str:
+        """The frame answering `dispatch`, counted as a message out."""
+        frame = self._answer_frame(dispatch, result)
+        if frame.startswith("[3,"):
+            self._metrics.out_result[dispatch.call.action].inc()
+        else:  # a CALLERROR (rare): its code from the frame we just made
+            self._metrics.out_error[dispatch.call.action].inc()
+            self._metrics.callerrors_sent[orjson.loads(frame)[2]].inc()
+        return frame
+
+    def _answer_frame(self, dispatch: Dispatch, result: Any) -> str:
         """The frame answering `dispatch`: the handler's payload, or the error it raised."""
         call = dispatch.call
         if isinstance(result, ActionNotHandled):
@@ -247,6 +271,7 @@ class ChargePointConnection:
             self._debug("in", outcome.action, outcome.message_id)
         pending = self._pending
         self.session.end_call(outcome.message_id)
+        self._count_resolve(outcome)
         if outcome.violation is not None:
             self._violation("in", outcome.action + "Response", outcome.violation.reason)
         if outcome.frame is not None:
@@ -266,6 +291,18 @@ class ChargePointConnection:
         else:
             pending.set_result(outcome.result)
 
+    def _count_resolve(self, outcome: Resolve) -> None:
+        metrics, result = self._metrics, outcome.result
+        if type(result) is CallError:
+            metrics.in_error[outcome.action].inc()
+            metrics.callerror_received(result.error_code)
+        else:
+            metrics.in_result[outcome.action].inc()
+        if outcome.frame is not None and outcome.violation is not None:  # 2.1 CALLRESULTERROR
+            metrics.out_error[outcome.action].inc()
+            code = self.session.version.error_code(outcome.violation.kind)
+            metrics.callerrors_sent[code].inc()
+
     # -- the gateway's own CALLs -------------------------------------------------------------------
 
     async def call(
@@ -278,16 +315,24 @@ class ChargePointConnection:
         """
         budget = timeout or self._settings.call_timeout
         deadline = asyncio.get_running_loop().time() + budget
+        self.queued_calls += 1
         try:
-            await asyncio.wait_for(self._call_lock.acquire(), budget)
-        except TimeoutError:
-            raise CallFailed(
-                "timeout", f"{action} waited {budget:g} s behind other calls"
-            ) from None
-        try:
-            return await self._call_locked(action, payload, deadline)
+            try:
+                await asyncio.wait_for(self._call_lock.acquire(), budget)
+            except TimeoutError:
+                raise CallFailed(
+                    "timeout", f"{action} waited {budget:g} s behind other calls"
+                ) from None
+            try:
+                return await self._call_locked(action, payload, deadline)
+            finally:
+                self._call_lock.release()
+        except CallFailed as failed:
+            known = action in self.session.version.csms_actions
+            self._metrics.call_failed(action if known else "unknown", failed.reason)
+            raise
         finally:
-            self._call_lock.release()
+            self.queued_calls -= 1
 
     async def _call_locked(
         self, action: str, payload: dict[str, Any], deadline: float
@@ -304,8 +349,12 @@ class ChargePointConnection:
             if log.isEnabledFor(DEBUG):
                 self._debug("out", action, message_id)
             await self._send_text(frame)
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            return await asyncio.wait_for(future, remaining)
+            self._metrics.out_call[action].inc()
+            sent_at = asyncio.get_running_loop().time()
+            remaining = max(0.0, deadline - sent_at)
+            answer = await asyncio.wait_for(future, remaining)
+            self._metrics.call_seconds[action].observe(asyncio.get_running_loop().time() - sent_at)
+            return answer
         except TimeoutError:
             event(
                 log,

@@ -51,9 +51,9 @@ class CallHandler(Protocol):
 class EmbeddedCentralSystem:
     """Answers every charge-point-initiated action from the version's embedded handler table."""
 
-    def __init__(self, settings: EmbeddedSettings) -> None:
+    def __init__(self, settings: EmbeddedSettings, state: EmbeddedState | None = None) -> None:
         self._settings = settings
-        self._state = EmbeddedState()
+        self._state = state or EmbeddedState()
 
     def handle(self, info: SessionInfo, version: OcppVersion, call: Call) -> Payload:
         """The embedded answer to `call` (synchronous: no IO)."""

@@ -12,6 +12,8 @@ Internals used:
 - `hypercorn.protocol.ws_stream.Handshake`: its `extensions` attribute holds the client's offered
   extensions; clearing it declines permessage-deflate, which Hypercorn otherwise always accepts.
 - `hypercorn.config.Config._create_sockets(binds)`: binds listeners the way Hypercorn does.
+- `hypercorn.asyncio.run.worker_serve(app, config, *, sockets, shutdown_trigger)`: serves the
+  status listener (`gateway/status.py`) on a socket bound by the supervisor.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def check_compatible() -> None:
             "install the pinned version (pip install -e .) or review gateway/hypercorn_compat.py"
         )
     from hypercorn.asyncio.lifespan import Lifespan
+    from hypercorn.asyncio.run import worker_serve
     from hypercorn.asyncio.tcp_server import TCPServer
     from hypercorn.asyncio.worker_context import WorkerContext
     from hypercorn.config import Config
@@ -54,6 +57,7 @@ def check_compatible() -> None:
         Lifespan.__init__: ["self", "app", "config", "loop", "lifespan_state"],
         WorkerContext.__init__: ["self", "max_requests"],
         ws_stream.Handshake.__init__: ["self", "headers", "http_version"],
+        worker_serve: ["app", "config", "sockets", "shutdown_trigger"],
     }
     for function, parameters in expected.items():
         if list(inspect.signature(function).parameters) != parameters:

@@ -7,6 +7,12 @@ else; handshake failures become security events with the peer address. The estab
 streams go to Hypercorn's `TCPServer` with the ASGI TLS extension added to every scope of the
 connection (`tls_listener`).
 
+At most `limits.max_tls_handshakes` TLS handshakes run at once: the accept loop takes a handshake
+slot before it accepts, so at the limit it stops accepting and new connections wait in the
+kernel's listen backlog (and, once that is full, SYNs go unanswered and clients retry with TCP's
+back-off). No CPU goes to a handshake the worker cannot finish in time, and with several workers
+on one socket the ones with free slots take the connections.
+
 Hypercorn internals used (pinned, checked by `hypercorn_compat`): `Lifespan`, `WorkerContext`,
 `TCPServer(app, loop, config, context, state, reader, writer)`.
 """
@@ -26,6 +32,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 
 from . import tls_listener
+from .capacity import AdmissionControl
 from .logs import event
 
 log = logging.getLogger("gateway.listener")
@@ -39,8 +46,11 @@ async def serve_listeners(
     wss_ports: frozenset[int],
     termination: Callable[[], tls_listener.TlsTermination | None],
     shutdown_trigger: Callable[[], Awaitable[None]],
+    admission: AdmissionControl | None = None,
 ) -> None:
-    """Serve `sockets` until `shutdown_trigger` returns, then stop as Hypercorn does."""
+    """Serve `sockets` until `shutdown_trigger` returns, then stop as Hypercorn does.
+
+    `admission` limits and counts the concurrent TLS handshakes (None: unlimited)."""
     loop = asyncio.get_running_loop()
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(app, config, loop, lifespan_state)
@@ -59,8 +69,19 @@ async def serve_listeners(
         track(asyncio.current_task())  # type: ignore[arg-type]
         await TCPServer(app, loop, config, context, lifespan_state, reader, writer)
 
+    limit = admission.settings.max_tls_handshakes if admission is not None else 0
+    slots = asyncio.Semaphore(limit) if limit else None
+
     async def secure(connection: socket.socket, address: Any) -> None:
-        streams = await _handshake(loop, connection, address, termination())
+        if admission is not None:
+            admission.handshake_started()
+        try:
+            streams = await _handshake(loop, connection, address, termination())
+        finally:
+            if admission is not None:
+                admission.handshake_ended()
+            if slots is not None:
+                slots.release()
         if streams is not None:
             reader, writer, extension = streams
             connection_app = tls_listener.TlsScope(app, extension)
@@ -68,9 +89,15 @@ async def serve_listeners(
 
     async def accept_tls(listening: socket.socket) -> None:
         while True:
+            if slots is not None:  # a free handshake slot first; meanwhile the backlog queues
+                if slots.locked() and admission is not None:
+                    _accept_paused(admission)
+                await slots.acquire()
             try:
                 connection, address = await loop.sock_accept(listening)
             except OSError as exc:  # e.g. EMFILE: back off instead of spinning
+                if slots is not None:
+                    slots.release()
                 event(log, "accept_failed", logging.ERROR, error=str(exc))
                 await asyncio.sleep(0.1)
                 continue
@@ -108,6 +135,23 @@ async def serve_listeners(
         lifespan_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lifespan_task
+
+
+def _accept_paused(admission: AdmissionControl) -> None:
+    """Counted; logged at once, then once a second with the number of pauses meanwhile."""
+    admission.accept_pauses += 1
+    count = admission.log_due("max_tls_handshakes")
+    if count:
+        event(
+            log,
+            "accept_paused",
+            logging.WARNING,
+            reason="max_tls_handshakes",
+            handshakes=admission.handshakes,
+            limit=admission.settings.max_tls_handshakes,
+            pauses=count,
+            total=admission.accept_pauses,
+        )
 
 
 async def _handshake(

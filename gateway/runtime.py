@@ -1,7 +1,7 @@
 """The gateway of one worker process: wires the handshake, sessions, router and handler together.
 
 `serve_charge_point` is the ASGI WebSocket entry of the charge point route; `drain` is the graceful
-shutdown (refuse new upgrades, close sessions with 1001, bounded wait).
+shutdown (refuse new upgrades, close sessions with 1012 in batches, bounded wait).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from security.tokens import TokenStore
 
 from .admission import OffloadSettings, ProfilePolicy
 from .broker.service import BrokerService
+from .capacity import AdmissionControl, CapacitySettings
 from .certificates import CertificateService
 from .cluster.bus import RedisBus
 from .cluster.client import connect as connect_redis
@@ -36,14 +37,15 @@ from .cluster.presence import ClusterPresence
 from .cluster.remote import ClusterCalls
 from .config import GatewayConfig
 from .connection import (
-    CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     CLOSE_REPLACED,
+    CLOSE_SERVICE_RESTART,
     ChargePointConnection,
     ConnectionSettings,
 )
-from .embedded.base import EmbeddedSettings
+from .drain import DrainPlan, close_in_batches
+from .embedded.base import EmbeddedSettings, EmbeddedState
 from .events import GatewayEvent
 from .handler import CallHandler, EmbeddedCentralSystem, GatewayHandler
 from .handshake import (
@@ -56,6 +58,7 @@ from .handshake import (
 )
 from .identity import IdentityRules
 from .logs import event
+from .metrics import GatewayMetrics
 from .registry import InMemoryRegistry, SessionInfo, SessionRegistry
 from .router import Router
 from .security_actions import SecurityActions
@@ -140,6 +143,10 @@ class Gateway:
             close_timeout=config.limits.close_timeout_seconds,
         )
         self.draining = False
+        self.listening = False  # the charge point listeners are served (readiness)
+        self.metrics = GatewayMetrics(redis=bool(config.redis.url))
+        # Limits and counts of TLS handshakes, connections and boots (read by metrics).
+        self.admission = AdmissionControl(CapacitySettings.of(config))
         self.node_id = node_id(config)
         self.router.node_id = self.node_id
         self.directory: SessionDirectory = InMemoryDirectory(config.redis.claim_ttl_seconds)
@@ -172,7 +179,8 @@ class Gateway:
             EmbeddedSettings(
                 boot_status=config.embedded.boot_status,
                 heartbeat_interval_s=config.embedded.heartbeat_interval_seconds,
-            )
+            ),
+            EmbeddedState(pace_boot=self.admission.pace_boot),
         )
         self.broker: BrokerService | None = None
         if config.broker.mode == "forward":  # config validation guarantees Redis
@@ -185,6 +193,16 @@ class Gateway:
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self.ui_connections: set[Any] = set()  # closed with 1001 on drain
         self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def redis_healthy(self) -> bool:
+        """False after a failed Redis operation, true after a good one (also a metric)."""
+        return self._redis_healthy
+
+    @redis_healthy.setter
+    def redis_healthy(self, healthy: bool) -> None:
+        self._redis_healthy = healthy
+        self.metrics.set_redis_up(healthy)
 
     async def _claim_cluster_wide(self, identity: str, connection: ChargePointConnection) -> None:
         """Claim `identity` for this node; tell a previous holder on another node to let go."""
@@ -370,6 +388,7 @@ class Gateway:
 
     def tls_failure(self, peer: str, reason: str, detail: str) -> None:
         """A TLS handshake failed before any HTTP: a security event with the peer address."""
+        self.metrics.refused(reason, "tls")
         self.events.emit(reason, identity=None, remote=peer, detail=detail, layer="tls")
 
     async def watch(self) -> None:
@@ -456,7 +475,17 @@ class Gateway:
                 task.add_done_callback(self._closing.discard)
 
     async def serve_charge_point(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """The ASGI WebSocket application of the charge point route."""
+        """The ASGI WebSocket application of the charge point route (counted connections)."""
+        admitted = self.admission.open_connection()  # False above limits.max_connections
+        try:
+            await self._serve_charge_point(scope, receive, send, admitted)
+        finally:
+            if admitted:
+                self.admission.close_connection()
+
+    async def _serve_charge_point(
+        self, scope: dict[str, Any], receive: Any, send: Any, admitted: bool
+    ) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         client = scope.get("client")
@@ -483,6 +512,9 @@ class Gateway:
             )
             await self._refuse(send, refusal, remote)
             return
+        if not admitted:
+            await self._refuse_full(send, remote)
+            return
         facts = HandshakeFacts(
             raw_path=scope.get("raw_path") or scope["path"].encode(),
             subprotocols=tuple(scope.get("subprotocols") or ()),
@@ -505,6 +537,7 @@ class Gateway:
                 reason="no_common_version",
                 detail=verdict.detail,
             )
+            self.metrics.refused("no_common_version", "http")
             await send({"type": "websocket.accept"})  # no Sec-WebSocket-Protocol header
             await send(
                 {
@@ -522,6 +555,7 @@ class Gateway:
         # so reachable by re-checks), it is re-checked right after.
         judged_by = (self.records.get(admit.identity), self.trust.store)
         await send({"type": "websocket.accept", "subprotocol": version.subprotocol})
+        self.metrics.handshakes_accepted[version.subprotocol].inc()
         info = SessionInfo(
             admit.identity,
             version.subprotocol,
@@ -545,7 +579,13 @@ class Gateway:
             on_boot_status=None if boots is None else partial(boots.store, admit.identity),
         )
         connection = ChargePointConnection(
-            info, session, send, self.handler, self.router, self.connection_settings
+            info,
+            session,
+            send,
+            self.handler,
+            self.router,
+            self.connection_settings,
+            self.metrics,
         )
         connection.client_chain = admit.client_chain
         connection.on_security_notice = self._charge_point_security_event
@@ -585,10 +625,13 @@ class Gateway:
             self.router.publish(
                 GatewayEvent("connected", admit.identity, version.subprotocol, info.connected_at)
             )
+        open_sessions = self.metrics.connection(version.subprotocol, admit.profile)
+        open_sessions.inc()
         code = 1006
         try:
             code = await connection.run(receive)
         finally:
+            open_sessions.dec()
             self.registry.release(connection)
             if self.router.presence is not None and self.registry.get(admit.identity) is None:
                 self.router.presence.remove(admit.identity)
@@ -619,17 +662,41 @@ class Gateway:
                     )
                 )
 
-    async def _refuse(self, send: Any, refusal: Refuse, remote: str) -> None:
-        event(
-            log,
-            "handshake_refused",
-            logging.WARNING,
-            identity=refusal.identity,
-            remote=remote,
-            status=refusal.status,
-            reason=refusal.reason,
-            detail=refusal.detail,
-        )
+    async def _refuse_full(self, send: Any, remote: str) -> None:
+        """503 with a jittered Retry-After above max_connections; in a storm one log line per
+        second says how many were refused since the previous one."""
+        refusal = self.admission.full()
+        await self._refuse(send, refusal, remote, logged=False)
+        count = self.admission.log_due("max_connections")
+        if count:
+            event(
+                log,
+                "admission_refused",
+                logging.WARNING,
+                reason="max_connections",
+                remote=remote,
+                refused=count,
+                total=self.admission.refused["max_connections"],
+                connections=self.admission.connections,
+                limit=self.config.limits.max_connections,
+                retry_after=dict(refusal.headers)[b"retry-after"].decode(),
+            )
+
+    async def _refuse(self, send: Any, refusal: Refuse, remote: str, logged: bool = True) -> None:
+        self.metrics.refused(refusal.reason, "http")
+        if refusal.status == 503:  # the node cannot take it now: counted by reason
+            self.admission.refused[refusal.reason] += 1
+        if logged:
+            event(
+                log,
+                "handshake_refused",
+                logging.WARNING,
+                identity=refusal.identity,
+                remote=remote,
+                status=refusal.status,
+                reason=refusal.reason,
+                detail=refusal.detail,
+            )
         body = ((refusal.body or refusal.detail) + "\n").encode()
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
@@ -642,20 +709,32 @@ class Gateway:
         await send({"type": "websocket.http.response.body", "body": body})
 
     async def drain(self, timeout: float) -> None:
-        """Refuse new upgrades, close every session with 1001, wait for them (at most `timeout`)."""
+        """Refuse new upgrades (readiness turns false), close UI clients (1001) and the sessions
+        (1012, in batches spread over `timeout`), wait for them to end (at most `timeout`)."""
         self.draining = True
         sessions = self.registry.local_sessions()
-        event(log, "drain_started", sessions=len(sessions), timeout=timeout)
-        await asyncio.gather(
-            *(s.close(CLOSE_GOING_AWAY, "the gateway is shutting down") for s in sessions),
-            return_exceptions=True,
+        plan = DrainPlan.of(
+            len(sessions),
+            self.config.server.drain_batch_size,
+            timeout,
+            self.config.limits.close_timeout_seconds,
+        )
+        event(
+            log,
+            "drain_started",
+            sessions=len(sessions),
+            timeout=timeout,
+            batch_size=plan.batch_size,
+            pause=round(plan.pause, 3),
         )
         for ui in list(self.ui_connections):
             ui.shutdown()
-        deadline = time.monotonic() + timeout
-        while self.registry.local_sessions() and time.monotonic() < deadline:
-            for session in self.registry.local_sessions():  # e.g. accepted just before the drain
-                if not getattr(session, "closed", True):
-                    self._close_later(session, CLOSE_GOING_AWAY, "the gateway is shutting down")
-            await asyncio.sleep(0.05)
+        await close_in_batches(
+            self.registry.local_sessions,
+            lambda session: self._close_later(
+                session, CLOSE_SERVICE_RESTART, "the gateway restarts: reconnect later"
+            ),
+            plan,
+            timeout,
+        )
         event(log, "drain_finished", remaining=len(self.registry.local_sessions()))

@@ -31,6 +31,8 @@ from .config import GatewayConfig
 from .hypercorn_compat import check_compatible, set_permessage_deflate
 from .listener import serve_listeners
 from .logs import configure_logging, event
+from .metrics import MetricsDir, prepare_metrics_dir
+from .status import StatusListener
 
 log = logging.getLogger("gateway.server")
 
@@ -71,13 +73,15 @@ class Listeners:
 
     sockets: Sockets
     wss_ports: frozenset[int]
+    status: Any = None  # the status listener (status.bind), served by every worker
 
     def addresses(self) -> dict[str, list[str]]:
-        """'ws' and 'wss' addresses actually bound (ports resolved)."""
+        """'ws', 'wss' and 'status' addresses actually bound (ports resolved)."""
         result: dict[str, list[str]] = {"ws": [], "wss": []}
         for sock in self.sockets.insecure_sockets:
             kind = "wss" if sock.getsockname()[1] in self.wss_ports else "ws"
             result[kind].append(_address(sock))
+        result["status"] = [_address(self.status)] if self.status is not None else []
         return result
 
 
@@ -86,9 +90,11 @@ def create_listeners(config: GatewayConfig) -> Listeners:
     hc = HypercornConfig()
     ws = hc._create_sockets(list(config.server.ws_bind))
     wss = hc._create_sockets(list(config.tls.wss_bind))
-    for sock in ws + wss:  # accept into the backlog at once, even before a worker serves
+    status = hc._create_sockets([config.status.bind]) if config.status.bind else []
+    for sock in ws + wss + status:  # accept into the backlog at once, even before a worker serves
         sock.listen(hc.backlog)
-    return Listeners(Sockets([], ws + wss, []), frozenset(s.getsockname()[1] for s in wss))
+    wss_ports = frozenset(s.getsockname()[1] for s in wss)
+    return Listeners(Sockets([], ws + wss, []), wss_ports, status[0] if status else None)
 
 
 def prepare_certificates(config: GatewayConfig) -> None:
@@ -166,8 +172,12 @@ async def serve_gateway(
         )
     await gateway.start_cluster()
     watcher = asyncio.get_running_loop().create_task(gateway.watch())
+    sampler = asyncio.get_running_loop().create_task(gateway.metrics.sample_forever(gateway))
+    status = StatusListener(gateway, listeners.status) if listeners.status is not None else None
 
     async def shutdown_trigger() -> None:
+        gateway.listening = True  # serve_listeners calls this once every listener is served
+        gateway.metrics.sample(gateway)  # ready at once, also for the other workers' scrapes
         await stop.wait()
         await gateway.drain(config.server.drain_seconds)
 
@@ -181,9 +191,13 @@ async def serve_gateway(
             listeners.wss_ports,
             lambda: gateway.tls_termination,
             shutdown_trigger,
+            admission=gateway.admission,
         )
     finally:
         watcher.cancel()
+        sampler.cancel()
+        if status is not None:
+            await status.stop()
         await gateway.stop_cluster()
 
 
@@ -201,10 +215,15 @@ def serve(config: GatewayConfig) -> int:
         versions=list(config.ocpp.versions),
         workers=config.server.workers,
     )
-    if config.server.workers == 1:
-        run_worker(config, listeners)
-        return 0
-    return _supervise(config, listeners)
+    metrics_dir = prepare_metrics_dir(config.server.workers, config.status.metrics)
+    try:
+        if config.server.workers == 1:
+            run_worker(config, listeners)
+            return 0
+        return _supervise(config, listeners, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.close()
 
 
 def _address(sock: Any) -> str:
@@ -212,7 +231,9 @@ def _address(sock: Any) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _supervise(config: GatewayConfig, listeners: Listeners) -> int:
+def _supervise(
+    config: GatewayConfig, listeners: Listeners, metrics_dir: MetricsDir | None = None
+) -> int:
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -243,8 +264,12 @@ def _supervise(config: GatewayConfig, listeners: Listeners) -> int:
         for index, process in enumerate(workers):
             if not process.is_alive() and not stopping:
                 event(log, "worker_died", logging.ERROR, pid=process.pid, code=process.exitcode)
+                if metrics_dir is not None:  # its live gauges (connections, queues) vanish
+                    metrics_dir.mark_dead(process.pid)
                 workers[index] = start()
     for process in workers:
         process.join()
+        if metrics_dir is not None:
+            metrics_dir.mark_dead(process.pid)
     event(log, "stopped")
     return 0

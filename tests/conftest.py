@@ -27,6 +27,7 @@ class RunningGateway:
     port: int
     gateway: Gateway
     wss_port: int | None = None
+    status_port: int | None = None  # the status listener (status.bind), if any
 
     def url(self, identity: str) -> str:
         return f"{self.base_url}/{identity}"
@@ -84,8 +85,13 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
         addresses = listeners.addresses()
         port = int(addresses["ws"][0].rsplit(":", 1)[1]) if addresses["ws"] else 0
         wss_port = int(addresses["wss"][0].rsplit(":", 1)[1]) if addresses["wss"] else None
+        status = int(addresses["status"][0].rsplit(":", 1)[1]) if addresses["status"] else None
         return RunningGateway(
-            f"ws://127.0.0.1:{port}{config.server.path_prefix}", port, gateway_of(app), wss_port
+            f"ws://127.0.0.1:{port}{config.server.path_prefix}",
+            port,
+            gateway_of(app),
+            wss_port,
+            status,
         )
 
     yield start

@@ -39,6 +39,11 @@ class ClusterEvents:
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
+    @property
+    def pending(self) -> int:
+        """Events waiting to be published (a metric)."""
+        return len(self._queue)
+
     def forward(self, gateway_event: GatewayEvent) -> None:
         """Queue a local event for the other nodes (never blocks)."""
         if len(self._queue) >= self._capacity:

@@ -21,9 +21,15 @@ class EmbeddedSettings:
 
 @dataclass(slots=True)
 class EmbeddedState:
-    """Process-wide mutable state of the embedded central system (transaction ids)."""
+    """Process-wide mutable state of the embedded central system (transaction ids, boot pacing).
+
+    `pace_boot` is asked before a BootNotification is answered Accepted: None lets it be
+    Accepted, a number turns the answer into Pending with that interval (the worker is under
+    load, e.g. `AdmissionControl.pace_boot`).
+    """
 
     _transaction_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    pace_boot: Callable[[], int | None] | None = None
 
     def next_transaction_id(self) -> int:
         """A new 1.6 transactionId, unique within this process."""

@@ -41,12 +41,16 @@ def boot_notification(_request: Payload, ctx: EmbeddedContext) -> Payload:
 
     When the status is not Accepted the interval is the minimum wait before the next
     BootNotification (1.6 section 4.2, 2.x B02/B03), for which the heartbeat interval is used too.
+    Under load (`state.pace_boot` answers a number) an Accepted becomes Pending with that interval:
+    the charge point stays connected, may be asked for information meanwhile, and boots again
+    after the interval (1.6 section 4.2; 2.0.1 B02, TC_B_02_CSMS).
     """
-    return {
-        "currentTime": ctx.timestamp(),
-        "interval": ctx.settings.heartbeat_interval_s,
-        "status": ctx.settings.boot_status,
-    }
+    status, interval = ctx.settings.boot_status, ctx.settings.heartbeat_interval_s
+    if status == "Accepted" and ctx.state.pace_boot is not None:
+        wait = ctx.state.pace_boot()
+        if wait is not None:
+            status, interval = "Pending", wait
+    return {"currentTime": ctx.timestamp(), "interval": interval, "status": status}
 
 
 def heartbeat(_request: Payload, ctx: EmbeddedContext) -> Payload:

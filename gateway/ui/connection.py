@@ -79,6 +79,11 @@ class UiConnection:
         self._listing = False
         self._close_code = CLOSE_TRY_AGAIN_LATER
 
+    @property
+    def queued_events(self) -> int:
+        """Events waiting to be sent to this client (a metric)."""
+        return len(self._events)
+
     # -- events from the router (synchronous, must never block) -----------------------------------
 
     def on_event(self, gateway_event: GatewayEvent) -> None:

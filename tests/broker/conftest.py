@@ -46,6 +46,9 @@ def forward_gateway(
         return await gateways.start(
             redis={"url": url or redis_server.url, "key_prefix": prefix, "node_id": node},
             broker={"mode": "forward", "answer_timeout_seconds": FAST, **broker},
+            # BootNotifications are the tests' traffic (their interval tells who answered): the
+            # fallback must not turn a fast loop of them into Pending (boot pacing).
+            embedded={"boot_pending_above": 0},
         )
 
     return start

@@ -1,4 +1,4 @@
-"""The idle-connections benchmark runs end to end (small N) so CI proves it still works."""
+"""The benchmarks run end to end (small N) so CI proves they still work."""
 
 from __future__ import annotations
 
@@ -36,3 +36,20 @@ def test_idle_connections_benchmark_runs(scheme: str) -> None:
     assert result["server_exit_code"] == 0
     assert result["server_log_counts"].get("connected") == 21  # the warm-up connection and 20
     assert result["command"].startswith("python -m bench.idle_connections")
+
+
+def test_metrics_overhead_benchmark_runs() -> None:
+    """`python -m bench.metrics_overhead --count 2000`: both modes measured, metrics counted."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.metrics_overhead", "--count", "2000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(completed.stdout)
+    assert [result["multiprocess"] for result in report["results"]] == [False, True]
+    for result in report["results"]:
+        assert result["heartbeat_with_metrics_us"] > 0 and result["cached_counter_inc_us"] > 0

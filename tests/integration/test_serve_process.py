@@ -95,7 +95,9 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
             await serving.process.wait()
 
 
-async def test_sigterm_closes_sessions_with_1001_and_exits_in_bounded_time(serve_process):
+async def test_sigterm_closes_sessions_with_1012_and_exits_in_bounded_time(serve_process):
+    # 1012 Service Restart (IANA WebSocket close code registry, RFC 6455 section 11.7): reconnect,
+    # after a randomized delay (OCPP-J 2.0.1 part 4, 5.3), to another node.
     server = await serve_process()
     await server.wait_for("worker_started")
     url = f"ws://127.0.0.1:{server.port}/ocpp/TERM1"
@@ -106,7 +108,7 @@ async def test_sigterm_closes_sessions_with_1001_and_exits_in_bounded_time(serve
         server.process.send_signal(signal.SIGTERM)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
-        assert closed.value.rcvd.code == 1001
+        assert closed.value.rcvd.code == 1012
     code = await asyncio.wait_for(server.process.wait(), 10)
     assert code == 0
     assert time.monotonic() - started < 6, "drain bounded by drain_seconds + graceful timeout"
