@@ -442,6 +442,14 @@ class GatewayConfig:
                 f"port {sorted(clash)[0]} is used by both ws and wss",
                 "give the wss listener its own port",
             )
+        status_port = self.status.bind.rpartition(":")[2] if self.status.bind else "0"
+        wss_ports = {bind.rpartition(":")[2] for bind in self.tls.wss_bind}
+        if status_port != "0" and status_port in ws_ports | wss_ports:
+            raise ConfigError(
+                "status.bind",
+                f"port {status_port} is also a charge point listener",
+                "give the status listener its own port (e.g. 9100)",
+            )
 
 
 def _check_bind(key: str, bind: str) -> None:

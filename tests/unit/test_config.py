@@ -271,6 +271,8 @@ FILE_ERRORS = [
     ('[server]\nws_bind = ["host:65536"]\n', "server.ws_bind", "host:port"),
     ("[server]\nws_bind = []\n[tls]\nwss_bind = []\n", "server.ws_bind", "no listener"),
     ('[server]\nws_bind = ["0.0.0.0:9443"]\n', "tls.wss_bind", "both ws and wss"),
+    ('[status]\nbind = "127.0.0.1:9000"\n', "status.bind", "also a charge point listener"),
+    ('[status]\nbind = "0.0.0.0:9443"\n', "status.bind", "also a charge point listener"),
     ("[tls]\noffload = true\n", "tls.offload", "no proxy is trusted"),
     ('[tls]\noffload_trusted_proxies = ["not-an-ip"]\n', "tls.offload_trusted_proxies", "not an"),
     ("[security]\nunknown_identity_status = 403\n", "security.unknown_identity_status", "401"),
