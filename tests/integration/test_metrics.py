@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import ssl
-import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from security.records import ChargePointRecord, InMemoryRecordStore
 from ..cluster.processes import NodeProcess
 from ..redis_server import start_redis
 from ..security.helpers import load_issuer
+from ..serve import spawn_serve
 from .clients import running_station
 
 DAY = 86400.0
@@ -368,18 +368,7 @@ async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, Path]]
         '\n[status]\nbind = "127.0.0.1:0"\n'
         '\n[log]\nformat = "json"\n'
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
-    )
+    process = await spawn_serve(config, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
     node = NodeProcess("two-workers", process)
     try:
         yield node, metrics_dir

@@ -15,6 +15,7 @@ import orjson
 import pytest
 import websockets
 
+from ..serve import spawn_serve
 from .clients import running_station
 
 
@@ -68,17 +69,7 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
             + f'audit_log = "{tmp_path / "audit.log"}"\n'
             + '\n[log]\nformat = "json"\n'
         )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "serve",
-            "--config",
-            str(config),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = await spawn_serve(config)
         serving = ServeProcess(process)
         started.append(serving)
         listening = await serving.wait_for("listening")
