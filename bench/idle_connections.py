@@ -37,13 +37,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from bench.serve_process import GatewayProcess, start_serve
 from security.passwords import hash_password, password_bytes_v2
 from security.records import ChargePointRecord, JsonFileRecordStore
 
@@ -137,95 +138,36 @@ def write_records(path: Path, scheme: str, count: int) -> None:
         raise RuntimeError(f"{path}: {len(stored)} records read back, {len(records)} written")
 
 
-@dataclass
-class Server:
+class Server(GatewayProcess):
     """The gateway subprocess and what its log told us."""
 
-    process: asyncio.subprocess.Process
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    ports: dict[str, int] = field(default_factory=dict)
-    worker_loop: str = ""
-    counts: Counter[str] = field(default_factory=Counter)  # log lines per event (and reason)
-    _reader: asyncio.Task[None] | None = None
-    _seen: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(self, process: asyncio.subprocess.Process, name: str = "the gateway") -> None:
+        self.counts: Counter[str] = Counter()  # log lines per event (and reason)
+        self.worker_loop = ""
+        super().__init__(process, name)
 
-    def start_reading(self) -> None:
-        """Read every log line (the pipe must never fill up); count them, keep a few."""
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            try:
-                line = json.loads(raw)
-            except ValueError:
-                line = {"event": "non-json", "text": raw.decode(errors="replace").rstrip()}
-            name = str(line.get("event", ""))
-            if name == "security_event":
-                name = f"security_event:{line.get('reason')}"
-            # One count per kind: "Exception in callback <function ... at 0x7f...>" has an address.
-            self.counts[ADDRESS.sub("0x?", name.split("\n", 1)[0])] += 1
-            if name in KEPT_EVENTS or name.startswith("Running on"):
-                self.lines.append(line)
-            self._seen.set()
-
-    async def wait_for(self, name: str, timeout: float, count: int = 1) -> dict[str, Any]:
-        """The `count`th log line whose event starts with `name` (fails if the process exits)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.lines if str(line.get("event", "")).startswith(name)]
-            if len(found) >= count:
-                return found[count - 1]
-            if self.process.returncode is not None or (self._reader and self._reader.done()):
-                raise RuntimeError(f"the gateway exited before '{name}': {self.lines[-5:]}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no '{name}' log line within {timeout} s: {self.lines[-5:]}")
-            self._seen.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._seen.wait(), min(remaining, 0.5))
-
-    async def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout` s; the exit code."""
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), timeout)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._reader, 2)
-        return self.process.returncode
+    def keep(self, line: dict[str, Any]) -> bool:
+        """Count every log line (by kind); keep only a few."""
+        name = str(line.get("event", ""))
+        if name == "security_event":
+            name = f"security_event:{line.get('reason')}"
+        # One count per kind: "Exception in callback <function ... at 0x7f...>" has an address.
+        self.counts[ADDRESS.sub("0x?", name.split("\n", 1)[0])] += 1
+        return name in KEPT_EVENTS or name.startswith("Running on")
 
 
 async def start_server(config: Path, timeout: float) -> Server:
     """Start `python -m gateway serve` (fd limit raised first) and wait until it serves."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--config",
-        str(config),
+    server = await start_serve(
+        config,
+        process_class=Server,
+        name="the gateway",
         stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
         preexec_fn=prepare_server_process,
-        start_new_session=True,
     )
-    server = Server(process)
-    server.start_reading()
-    listening = await server.wait_for("listening", timeout)
-    for scheme in ("ws", "wss"):
-        server.ports[scheme] = int(listening[scheme][0].rsplit(":", 1)[1])
-    started = await server.wait_for("worker_started", timeout)
-    server.worker_loop = str(started.get("loop", ""))
-    # The worker's accept loop starts right after this line (the sockets already queue connections).
-    await server.wait_for("serving", timeout)
+    # The worker's accept loop starts right after `serving` (the sockets already queue connections).
+    await server.wait_serving(timeout=timeout)
+    server.worker_loop = str(server.found("worker_started")[0].get("loop", ""))
     return server
 
 

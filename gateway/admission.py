@@ -46,6 +46,32 @@ class OffloadSettings:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self.trusted)
 
+    def client_address(self, headers: Sequence[tuple[bytes, bytes]]) -> str:
+        """The address the trusted proxy appended last to X-Forwarded-For ("" when none).
+
+        Every X-Forwarded-For line counts, in order, as one list (RFC 9110 5.3: repeated lines of
+        a list header are one comma-joined list; HAProxy's `option forwardfor` adds its own line
+        after the one the client sent). Only the last entry is the proxy's: the others were
+        written by whoever connected to it. Not an address (e.g. "unknown"): "" as well.
+        """
+        last = ""
+        for key, value in headers:
+            if key.lower() == b"x-forwarded-for":
+                last = value.decode("latin-1").rpartition(",")[2].strip()
+        try:
+            return str(ipaddress.ip_address(_without_port(last)))  # one key per address
+        except ValueError:
+            return ""
+
+
+def _without_port(hop: str) -> str:
+    """`hop` without a port some proxies add (`192.0.2.1:4711`, `[2001:db8::1]:4711`)."""
+    if hop.startswith("["):
+        return hop[1:].partition("]")[0]
+    if hop.count(":") == 1:
+        return hop.partition(":")[0]
+    return hop
+
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The header's value; None when absent or repeated (a repeated security header is spoofed)."""
@@ -126,8 +152,7 @@ class ProfilePolicy:
                 chain = _chain_from_header(cert) if secure and cert else ()
                 # Lockouts count per client, not per proxy: the address the proxy appended last
                 # to X-Forwarded-For, or none (identity-only counting) when it sent none.
-                forwarded = _header(facts.headers, b"x-forwarded-for")
-                client_ip = forwarded.decode("latin-1").split(",")[-1].strip() if forwarded else ""
+                client_ip = offload.client_address(facts.headers)
                 return ConnectionFacts(identity, secure, client_ip, authorization, chain)
             if scheme is not None or cert is not None:
                 self._events.emit(

@@ -37,6 +37,7 @@ from security.ca import (
     create_root_ca,
     issue_client_certificate,
     issue_server_certificate,
+    key_kind_weakness,
     key_weakness,
     load_certificates,
     load_private_key,
@@ -57,8 +58,8 @@ from security.cadb import (
 )
 from security.castore import CaStoreError, is_ca, is_self_signed, load_ca_store
 from security.csr import CsrRejected, check_csr
-from security.records import JsonFileRecordStore
 
+from .cli_common import persistent_record_store
 from .cluster.client import connect_sync
 from .cluster.state import announce_reload
 from .config import ConfigError, GatewayConfig, load_config
@@ -205,14 +206,43 @@ def _check_identity(cli: CaCli, action: str, identity: str) -> None:
         )
 
 
-def _expected_subject(cli: CaCli, identity: str) -> tuple[str, str | None, bool]:
-    """(CN, O, has_record) a certificate of `identity` must carry, as the gateway checks them."""
+def _expected_subject(cli: CaCli, action: str, identity: str) -> tuple[str, str | None, bool]:
+    """(CN, O, has_record) a certificate of `identity` must carry, as the gateway checks them.
+
+    The record comes from the store the gateway uses (Redis with `redis.state_store = "redis"`,
+    else `security.records_file`), like `cp show`; exit 2 when Redis cannot be read.
+    """
     cpo = cli.config.security.cpo_name or None
-    records_file = cli.config.security.records_file
-    record = JsonFileRecordStore(records_file).get(identity) if records_file else None
+    store = persistent_record_store(cli.config)
+    try:
+        record = store.get(identity) if store is not None else None
+    except redis.RedisError as exc:  # the message names host and port, never the password
+        cli.refuse(
+            action,
+            "records_unavailable",
+            f"cannot read the record of {identity} from Redis (redis.url): {exc}",
+            code=2,
+            identity=identity,
+        )
     if record is None:
         return identity, cpo, False
     return record.certificate_cn, record.expected_o or cpo, True
+
+
+def _check_key_kind(cli: CaCli, action: str, key_kind: str, **context: Any) -> None:
+    """Refuse (exit 2) a key kind whose certificates the gateway would refuse (`cert_weak_key`)."""
+    weakness = key_kind_weakness(key_kind)
+    if weakness is not None:
+        strong = ", ".join(k for k in KEY_KINDS if key_kind_weakness(k) is None)
+        cli.refuse(
+            action,
+            "weak_key",
+            f"--key {key_kind}: {weakness} is too weak, the gateway would refuse the certificate "
+            f"(cert_weak_key, A00.FR.501-504); use one of {strong}",
+            code=2,
+            algorithm=key_kind,
+            **context,
+        )
 
 
 def _fp_name(cert: x509.Certificate) -> str:
@@ -445,6 +475,7 @@ def issue_server(
     names = list(sans) or [cli.config.tls.server_name]
     dns_names = [n for n in names if not _is_ip(n)]
     cn = common_name or (dns_names[0] if dns_names else cli.config.tls.server_name)
+    _check_key_kind(cli, action, key_kind, sans=names)
     issuer = cli.issuer(action, sans=names)
     issued = issue_server_certificate(
         issuer, cn, names, key_kind=cast(KeyKind, key_kind), days=days
@@ -495,12 +526,14 @@ def issue_cp(
 
     Signed by the issuing CA, extended key usage clientAuth. CN = the charge point's serial number
     (A00.FR.511), O = the CPO (A00.FR.509): both default to what the gateway expects of IDENTITY
-    (its record, else the identity and security.cpo_name).
+    (its record, else the identity and security.cpo_name). A --key the gateway would refuse
+    (rsa1024: A00.FR.501-504) exits 2 and nothing is issued.
     """
     action = "ca.issue-cp"
     cli = _context(config_path, passphrase_prompt)
     _check_identity(cli, action, identity)
-    expected_cn, expected_o, has_record = _expected_subject(cli, identity)
+    _check_key_kind(cli, action, key_kind, identity=identity)
+    expected_cn, expected_o, has_record = _expected_subject(cli, action, identity)
     cn, org = common_name or expected_cn, organization or expected_o
     if has_record and (cn != expected_cn or (expected_o is not None and org != expected_o)):
         click.echo(
@@ -563,7 +596,7 @@ def sign_csr(
             f"cannot read {csr_file}: {exc.strerror or exc}",
             identity=identity,
         )
-    expected_cn, expected_o, _ = _expected_subject(cli, identity)
+    expected_cn, expected_o, _ = _expected_subject(cli, action, identity)
     checked = check_csr(data, expected_cn, expected_o)
     if isinstance(checked, CsrRejected):
         cli.refuse(

@@ -58,6 +58,18 @@ def record_store(config: GatewayConfig) -> RecordStore:
     )
 
 
+def persistent_record_store(config: GatewayConfig) -> RecordStore | None:
+    """The records the gateway checks charge points against, as `record_store`, for commands that
+    only read them: None when it keeps none (no Redis state store and an empty
+    security.records_file: records in memory). Redis is not asked here: when it does not answer,
+    the first read raises `redis.RedisError`, for the caller to refuse (and audit)."""
+    if in_redis(config):
+        return RedisRecordStore(connect_sync(config.redis.url), config.redis.key_prefix)
+    if not config.security.records_file:
+        return None
+    return JsonFileRecordStore(config.security.records_file)
+
+
 def token_store(config: GatewayConfig) -> RedisTokenStore | JsonFileTokenStore:
     """The UI tokens the gateway uses: in Redis or in ui.tokens_file."""
     if in_redis(config):

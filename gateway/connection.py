@@ -25,6 +25,7 @@ from .logs import event
 from .metrics import GatewayMetrics
 from .ocppj.codec import CallError, CallResult
 from .ocppj.errors import RpcErrorKind
+from .redaction import redacted_call
 from .registry import SessionInfo
 from .router import CallFailed, Router
 from .session import Dispatch, Drop, Notify, OcppSession, Reply, Resolve
@@ -119,7 +120,7 @@ class ChargePointConnection:
         if self.closed:  # closing: what the peer still sends is not acted upon
             return
         self.last_message_at = time.time()
-        if self._router.has_listeners:
+        if self._router.wants_messages:
             self._publish(frame if isinstance(frame, str) else repr(frame)[:200], "in")
         outcome = self.session.receive(frame)
         kind = type(outcome)
@@ -348,7 +349,7 @@ class ChargePointConnection:
         try:
             if log.isEnabledFor(DEBUG):
                 self._debug("out", action, message_id)
-            await self._send_text(frame)
+            await self._send_text(frame, redacted_call(message_id, action, payload))
             self._metrics.out_call[action].inc()
             sent_at = asyncio.get_running_loop().time()
             remaining = max(0.0, deadline - sent_at)
@@ -375,11 +376,12 @@ class ChargePointConnection:
 
     # -- writing and closing -----------------------------------------------------------------------
 
-    async def _send_text(self, frame: str) -> None:
+    async def _send_text(self, frame: str, published: str | None = None) -> None:
+        """Send `frame`; watchers see `published` instead when given (secrets redacted)."""
         if self.closed:
             return
-        if self._router.has_listeners:
-            self._publish(frame, "out")
+        if self._router.wants_messages:
+            self._publish(published or frame, "out")
         try:
             await self._send({"type": "websocket.send", "text": frame})
         except Exception:  # the transport is gone: the read loop will see the disconnect

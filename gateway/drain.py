@@ -61,33 +61,52 @@ async def close_in_batches(
 
     `close(session)` starts a session's close (it ends when the peer answers or the close times
     out). Sessions that appear meanwhile (accepted just before the drain began) join the next
-    batch; what is still open when the spread time is over is closed at once.
+    batch; what is still open when the spread time is over is closed at once, and so is what has
+    not been asked to close when `timeout` is reached (with a drain time of 0: everything, at
+    once). A late wake-up (a busy event loop) closes every batch that fell due meanwhile, so the
+    schedule never piles sessions up for one last wave.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    deadline, spread_end = started + timeout, started + plan.spread
+    deadline = started + timeout
+    all_at = min(started + plan.spread, deadline)  # from then on: whatever is left, at once
+    step = plan.pause or TICK
     next_batch, batch = started, 0
     while True:
         sessions = live()
         now = loop.time()
-        if not sessions or now >= deadline:
+        if not sessions:
             return
-        if now >= next_batch or now >= spread_end:
-            waiting = [s for s in sessions if not getattr(s, "closed", True)]
-            if waiting:
-                everything = plan.batch_size <= 0 or now >= spread_end
-                chosen = waiting if everything else waiting[: plan.batch_size]
-                for session in chosen:
-                    close(session)
+        if now >= next_batch or now >= all_at:
+            due = 1
+            if now >= next_batch:  # every batch whose time has come since the last wake-up
+                due = int((now - next_batch) // step) + 1
+                next_batch += due * step
+            everything = plan.batch_size <= 0 or now >= all_at
+            limit = None if everything else plan.batch_size * due
+            if _close_waiting(sessions, close, limit, batch + 1, round(now - started, 3)):
                 batch += 1
-                event(
-                    log,
-                    "drain_batch",
-                    batch=batch,
-                    closed=len(chosen),
-                    waiting=len(waiting) - len(chosen),
-                    at=round(now - started, 3),
-                )
-            while next_batch <= now:
-                next_batch += plan.pause or TICK
+        if now >= deadline:
+            return
         await asyncio.sleep(max(0.0, min(TICK, next_batch - loop.time(), deadline - now)))
+
+
+def _close_waiting(
+    sessions: list[Any], close: Callable[[Any], None], limit: int | None, batch: int, at: float
+) -> bool:
+    """Close up to `limit` (None: all) of the `sessions` not closing yet; False when none was."""
+    waiting = [s for s in sessions if not getattr(s, "closed", True)]
+    if not waiting:
+        return False
+    chosen = waiting if limit is None else waiting[:limit]
+    for session in chosen:
+        close(session)
+    event(
+        log,
+        "drain_batch",
+        batch=batch,
+        closed=len(chosen),
+        waiting=len(waiting) - len(chosen),
+        at=at,
+    )
+    return True

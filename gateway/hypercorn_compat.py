@@ -5,12 +5,18 @@ start when the installed version or the internals moved; tests/unit/test_hyperco
 on an upgrade, so each upgrade is a deliberate review of this module.
 
 Internals used:
-- `hypercorn.asyncio.lifespan.Lifespan`, `hypercorn.asyncio.worker_context.WorkerContext` and
-  `hypercorn.asyncio.tcp_server.TCPServer`: the worker's accept loop (`gateway/listener.py`) serves
-  plain sockets as Hypercorn's `worker_serve` does and hands TLS streams it terminated itself to
-  `TCPServer` (Hypercorn has no way to expose client certificates or failed handshakes).
+- `hypercorn.asyncio.lifespan.Lifespan`, `hypercorn.asyncio.worker_context.WorkerContext`: the
+  worker's accept loop (`gateway/listener.py`) runs the app's lifespan as `worker_serve` does.
+- `hypercorn.protocol.ProtocolWrapper`, `hypercorn.asyncio.task_group.TaskGroup`,
+  `AsyncioSingleTask`, `hypercorn.utils.parse_socket_addr` and the `RawData`/`Closed`/`Updated`
+  events: `gateway/connection_server.py` serves each connection with Hypercorn's protocol stack
+  as `hypercorn.asyncio.tcp_server.TCPServer` does, over the gateway's own transport (no asyncio
+  streams; TLS terminated by the gateway, which Hypercorn cannot report or expose).
 - `hypercorn.protocol.ws_stream.Handshake`: its `extensions` attribute holds the client's offered
   extensions; clearing it declines permessage-deflate, which Hypercorn otherwise always accepts.
+- `hypercorn.protocol.ws_stream.Connection` (the wsproto class `Handshake.accept` instantiates)
+  and `WSStream.handle`: Hypercorn reports every close the app did not start as 1006 (abnormal);
+  `report_peer_close_codes()` records the code of the peer's close frame and reports that one.
 - `hypercorn.config.Config._create_sockets(binds)`: binds listeners the way Hypercorn does.
 - `hypercorn.asyncio.run.worker_serve(app, config, *, sockets, shutdown_trigger)`: serves the
   status listener (`gateway/status.py`) on a socket bound by the supervisor.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import version
+from typing import Any
 
 PINNED_VERSION = "0.18.0"
 
@@ -36,24 +43,33 @@ def check_compatible() -> None:
             f"hypercorn {installed} is installed but the gateway is pinned to {PINNED_VERSION}: "
             "install the pinned version (pip install -e .) or review gateway/hypercorn_compat.py"
         )
+    from hypercorn import events
     from hypercorn.asyncio.lifespan import Lifespan
     from hypercorn.asyncio.run import worker_serve
+    from hypercorn.asyncio.task_group import TaskGroup
     from hypercorn.asyncio.tcp_server import TCPServer
-    from hypercorn.asyncio.worker_context import WorkerContext
+    from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
     from hypercorn.config import Config
-    from hypercorn.protocol import ws_stream
+    from hypercorn.protocol import ProtocolWrapper, ws_stream
+    from hypercorn.utils import parse_socket_addr
 
     expected = {
-        TCPServer.__init__: [
+        ProtocolWrapper.__init__: [
             "self",
             "app",
-            "loop",
             "config",
             "context",
+            "task_group",
             "state",
-            "reader",
-            "writer",
+            "ssl",
+            "client",
+            "server",
+            "send",
+            "alpn_protocol",
         ],
+        TaskGroup.__init__: ["self", "loop"],
+        AsyncioSingleTask.restart: ["self", "task_group", "action"],
+        parse_socket_addr: ["family", "address"],
         Lifespan.__init__: ["self", "app", "config", "loop", "lifespan_state"],
         WorkerContext.__init__: ["self", "max_requests"],
         ws_stream.Handshake.__init__: ["self", "headers", "http_version"],
@@ -67,9 +83,29 @@ def check_compatible() -> None:
             raise HypercornIncompatible(f"hypercorn Lifespan.{name} is gone")
     if not callable(getattr(Config, "_create_sockets", None)):
         raise HypercornIncompatible("hypercorn Config._create_sockets is gone")
+    for name in ("RawData", "Closed", "Updated"):
+        if not isinstance(getattr(events, name, None), type):
+            raise HypercornIncompatible(f"hypercorn events.{name} is gone")
+    # connection_server mirrors TCPServer: a change there needs the same change in the mirror
+    mirrored = inspect.getsource(TCPServer)
+    for needle in (
+        "self.protocol = ProtocolWrapper(",
+        "await self.protocol.initiate()",
+        "await self.idle_task.restart(task_group, self._idle_timeout)",
+        "if event.idle:",
+        "await self.protocol.handle(Closed())",
+        "self.config.keep_alive_timeout",
+    ):
+        if needle not in mirrored:
+            raise HypercornIncompatible("hypercorn TCPServer changed: review connection_server")
+    handle = inspect.getsource(_original_stream_handle or ws_stream.WSStream.handle)
+    if "code = CloseReason.ABNORMAL_CLOSURE.value" not in handle or "StreamClosed" not in handle:
+        raise HypercornIncompatible("hypercorn WSStream.handle no longer closes as expected")
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")
+    if "Connection(ConnectionType.SERVER" not in source:
+        raise HypercornIncompatible("hypercorn Handshake.accept no longer makes the connection")
 
 
 _original_handshake_init = None
@@ -94,3 +130,42 @@ def set_permessage_deflate(enabled: bool) -> None:
         self.extensions = None
 
     ws_stream.Handshake.__init__ = init_without_extensions  # type: ignore[method-assign]
+
+
+_original_stream_handle = None
+
+
+def report_peer_close_codes() -> None:
+    """Report the peer's close code (e.g. 1000) to the app instead of Hypercorn's 1006."""
+    global _original_stream_handle
+    from hypercorn.protocol import ws_stream
+    from hypercorn.protocol.events import StreamClosed
+    from wsproto.connection import Connection
+    from wsproto.events import CloseConnection
+
+    if _original_stream_handle is not None:
+        return
+
+    class PeerCloseRecordingConnection(Connection):
+        peer_close_code: int | None = None
+
+        def events(self):  # type: ignore[no-untyped-def]
+            for event in super().events():
+                if isinstance(event, CloseConnection) and self.peer_close_code is None:
+                    self.peer_close_code = event.code
+                yield event
+
+    original = _original_stream_handle = ws_stream.WSStream.handle
+    app_closed = {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}
+
+    async def handle(self: ws_stream.WSStream, event: Any) -> None:
+        if isinstance(event, StreamClosed) and self.app_put is not None:
+            code = getattr(getattr(self, "connection", None), "peer_close_code", None)
+            if code is not None and self.state not in app_closed:  # the peer closed first
+                self.closed = True
+                await self.app_put({"type": "websocket.disconnect", "code": int(code)})
+                return
+        await original(self, event)
+
+    ws_stream.Connection = PeerCloseRecordingConnection  # type: ignore[misc]
+    ws_stream.WSStream.handle = handle  # type: ignore[method-assign]

@@ -1,20 +1,22 @@
 """The worker's accept loop: Hypercorn's connection handling, with the gateway's TLS termination.
 
-Plain ws sockets are served exactly as Hypercorn's own `worker_serve` does. For wss sockets the
-gateway accepts the TCP connection itself (`sock_accept`) and wraps the socket in TLS from its first
-byte (`connect_accepted_socket`, server side), so no byte of the ClientHello can be read by anyone
-else; handshake failures become security events with the peer address. The established TLS
-streams go to Hypercorn's `TCPServer` with the ASGI TLS extension added to every scope of the
-connection (`tls_listener`).
+Every connection is a `ConnectionPipe` (an asyncio Protocol, `gateway/transport.py`) served by
+`ConnectionServer` (Hypercorn's protocol stack without asyncio streams,
+`gateway/connection_server.py`). For wss sockets the gateway accepts the TCP connection itself
+(`sock_accept`) and runs TLS from its first byte in the pipe's memory BIOs, so no byte of the
+ClientHello can be read by anyone else; handshake failures become security events with the peer
+address. The ASGI TLS extension is added to every scope of an established TLS connection
+(`tls_listener`).
 
 At most `limits.max_tls_handshakes` TLS handshakes run at once: the accept loop takes a handshake
 slot before it accepts, so at the limit it stops accepting and new connections wait in the
 kernel's listen backlog (and, once that is full, SYNs go unanswered and clients retry with TCP's
-back-off). No CPU goes to a handshake the worker cannot finish in time, and with several workers
-on one socket the ones with free slots take the connections.
+back-off). No CPU goes to a handshake the worker cannot finish in time. With several workers each
+has its own socket (SO_REUSEPORT, `server.create_listeners`): the kernel spreads connections
+evenly, and each worker's limit applies to its own share.
 
-Hypercorn internals used (pinned, checked by `hypercorn_compat`): `Lifespan`, `WorkerContext`,
-`TCPServer(app, loop, config, context, state, reader, writer)`.
+Hypercorn internals used (pinned, checked by `hypercorn_compat`): `Lifespan`, `WorkerContext`
+and those of `connection_server`.
 """
 
 from __future__ import annotations
@@ -23,20 +25,21 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hypercorn.asyncio.lifespan import Lifespan
-from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 
 from . import tls_listener
 from .capacity import AdmissionControl
+from .connection_server import ConnectionServer
 from .logs import event
+from .transport import ConnectionPipe
 
 log = logging.getLogger("gateway.listener")
-STREAM_LIMIT = 2**16
 
 
 async def serve_listeners(
@@ -65,9 +68,11 @@ async def serve_listeners(
         connections.add(task)
         task.add_done_callback(connections.discard)
 
-    async def plain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        track(asyncio.current_task())  # type: ignore[arg-type]
-        await TCPServer(app, loop, config, context, lifespan_state, reader, writer)
+    class PlainPipe(ConnectionPipe):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            server = ConnectionServer(app, loop, config, context, lifespan_state, self)
+            track(loop.create_task(server.run()))
 
     limit = admission.settings.max_tls_handshakes if admission is not None else 0
     slots = asyncio.Semaphore(limit) if limit else None
@@ -76,16 +81,17 @@ async def serve_listeners(
         if admission is not None:
             admission.handshake_started()
         try:
-            streams = await _handshake(loop, connection, address, termination())
+            established = await _handshake(loop, connection, address, termination())
         finally:
             if admission is not None:
                 admission.handshake_ended()
             if slots is not None:
                 slots.release()
-        if streams is not None:
-            reader, writer, extension = streams
+        if established is not None:
+            pipe, extension = established
             connection_app = tls_listener.TlsScope(app, extension)
-            await TCPServer(connection_app, loop, config, context, lifespan_state, reader, writer)
+            server = ConnectionServer(connection_app, loop, config, context, lifespan_state, pipe)
+            await server.run()
 
     async def accept_tls(listening: socket.socket) -> None:
         while True:
@@ -111,9 +117,7 @@ async def serve_listeners(
             acceptors.append(loop.create_task(accept_tls(sock)))
         else:
             servers.append(
-                await asyncio.start_server(
-                    plain, sock=sock, backlog=config.backlog, limit=STREAM_LIMIT
-                )
+                await loop.create_server(lambda: PlainPipe(loop), sock=sock, backlog=config.backlog)
             )
     try:
         await shutdown_trigger()
@@ -159,31 +163,38 @@ async def _handshake(
     connection: socket.socket,
     address: Any,
     termination: tls_listener.TlsTermination | None,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]] | None:
+) -> tuple[ConnectionPipe, dict[str, Any]] | None:
     """TLS over an accepted socket (TLS from its first byte); None when it failed (logged)."""
     peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else "unknown"
     if termination is None:
         connection.close()
         return None
-    reader = asyncio.StreamReader(limit=STREAM_LIMIT, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     try:
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: protocol,
-            connection,
-            ssl=termination.context,
-            ssl_handshake_timeout=termination.handshake_timeout,
+        _, pipe = await loop.connect_accepted_socket(
+            lambda: ConnectionPipe(loop, termination.context), connection
         )
+    except OSError as exc:
+        termination.on_failure(peer, *tls_listener.failure_reason(exc))
+        connection.close()
+        return None
+    except BaseException:
+        connection.close()
+        raise
+    try:
+        await pipe.handshake(termination.handshake_timeout)
     except (OSError, TimeoutError, ConnectionError, EOFError) as exc:
         reason, detail = tls_listener.failure_reason(exc)
         termination.on_failure(peer, reason, detail)
-        connection.close()
+        if not isinstance(exc, ssl.SSLError):  # an SSLError closed it after sending the alert
+            pipe.abort()
         return None
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    except BaseException:  # cancelled (shutdown) or unexpected: never leak the socket
+        pipe.abort()
+        raise
     try:
-        extension = tls_listener.tls_extension(transport.get_extra_info("ssl_object"))
+        extension = tls_listener.tls_extension(pipe.tls_object)
     except Exception:  # never let a malformed certificate crash the accept path
         event(log, "tls_extension_failed", logging.ERROR, peer=peer)
-        transport.abort()
+        pipe.abort()
         return None
-    return reader, writer, extension
+    return pipe, extension

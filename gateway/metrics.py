@@ -15,6 +15,7 @@ that are facts of a worker are sampled every `SAMPLE_SECONDS` (and right before 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import tempfile
@@ -34,12 +35,14 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from .logs import event
 from .ocppj.errors import OCPP2_ERROR_CODES, OCPP16_ERROR_CODES
 from .readiness import evaluate, facts_of
 
 if TYPE_CHECKING:
     from .runtime import Gateway
 
+log = logging.getLogger("gateway.metrics")
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 DIR_PREFIX = "ocpp-gateway-metrics-"  # + the supervisor's pid: removed when that process is gone
 SAMPLE_SECONDS = 2.0
@@ -200,6 +203,7 @@ class GatewayMetrics:
                 multiprocess_mode="livesum",
             )
         self._admission_metrics(registry)
+        self._sample_failing = False
         self._connection_children: dict[tuple[str, int], Any] = {}
         self._refused_children: dict[tuple[str, str], Any] = {}
 
@@ -299,7 +303,23 @@ class GatewayMetrics:
     # -- sampled gauges ----------------------------------------------------------------------------
 
     def sample(self, gateway: Gateway) -> None:
-        """Set the gauges that are facts of this worker (queues, clients, readiness)."""
+        """Set the gauges that are facts of this worker (queues, clients, readiness).
+
+        Never raises: it runs in the sampler, in every scrape and when the worker starts serving;
+        a failure keeps the last values and is logged once, until sampling works again.
+        """
+        try:
+            self._sample(gateway)
+        except Exception:
+            if not self._sample_failing:
+                log.exception("metrics_sample_failed")
+            self._sample_failing = True
+            return
+        if self._sample_failing:
+            event(log, "metrics_sample_recovered")
+        self._sample_failing = False
+
+    def _sample(self, gateway: Gateway) -> None:
         queued = [getattr(s, "queued_calls", 0) for s in gateway.registry.local_sessions()]
         self.call_queue_depth.set(sum(queued))
         self.call_queue_longest.set(max(queued, default=0))

@@ -30,7 +30,8 @@ class Router:
 
     def __init__(self, registry: SessionRegistry) -> None:
         self.registry = registry
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Listener, bool]] = []  # (listener, wants messages)
+        self._message_listeners = 0  # local listeners that want every OCPP message
         self.remote: Any = None  # ClusterCalls: CALLs for charge points held by other nodes
         self.cluster_events: Any = None  # ClusterEvents: events shared with the other nodes
         self.presence: Any = None  # ClusterPresence: the sessions every other node serves
@@ -39,25 +40,50 @@ class Router:
     @property
     def has_listeners(self) -> bool:
         """True when someone listens here or on another node (else events are not built)."""
-        return bool(self._listeners) or self.cluster_events is not None
+        return bool(self._listeners) or self._remote_watchers()
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener` for every event (it must not block)."""
-        self._listeners.append(listener)
+    @property
+    def wants_messages(self) -> bool:
+        """True when someone here or on another node watches OCPP messages (one per frame)."""
+        return self._message_listeners > 0 or self._remote_watchers()
+
+    def _remote_watchers(self) -> bool:
+        return self.cluster_events is not None and self.cluster_events.remote_watchers
+
+    def subscribe(self, listener: Listener, *, messages: bool = True) -> None:
+        """Call `listener` for every event (it must not block); `messages=False`: the listener
+        ignores "message" events, so they need not be built for it."""
+        self._listeners.append((listener, messages))
+        self._message_listeners += messages
+        self._tell_cluster()
 
     def unsubscribe(self, listener: Listener) -> None:
         """Stop calling `listener`."""
-        self._listeners.remove(listener)
+        for entry in self._listeners:
+            if entry[0] == listener:
+                self._listeners.remove(entry)
+                self._message_listeners -= entry[1]
+                break
+        else:
+            raise ValueError("not subscribed")
+        self._tell_cluster()
+
+    def _tell_cluster(self) -> None:
+        if self.cluster_events is not None:
+            self.cluster_events.set_local_watchers(self._message_listeners)
 
     def publish(self, event: GatewayEvent) -> None:
         """Hand `event` to every listener (and to the other nodes); failures are only logged."""
-        if self.cluster_events is not None:
+        if self._remote_watchers():
             self.cluster_events.forward(event)
         self.deliver(event)
 
     def deliver(self, event: GatewayEvent) -> None:
         """Hand `event` to this node's listeners only (events that came from other nodes)."""
-        for listener in tuple(self._listeners):
+        messages_only = event.kind == "message"
+        for listener, messages in tuple(self._listeners):
+            if messages_only and not messages:
+                continue
             try:
                 listener(event)
             except Exception:

@@ -106,7 +106,7 @@ class Gateway:
         self.identity_rules = IdentityRules(
             config.server.path_prefix, config.ocpp.identity_extra_characters
         )
-        self.registry = registry or InMemoryRegistry()
+        self.registry = registry if registry is not None else InMemoryRegistry()
         self.router = Router(self.registry)
         self.events = SecurityEvents(self.router)
         self._redis: Any = None
@@ -324,6 +324,8 @@ class Gateway:
             if getattr(session, "closed", False):
                 continue
             identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
+            if epoch is None and self._in_flight.get(identity):
+                continue  # its claim is being made right now: not a lost one
             try:
                 held = (
                     None
@@ -629,6 +631,10 @@ class Gateway:
         open_sessions.inc()
         code = 1006
         try:
+            if self.draining:  # accepted before the drain began, registered after its last look
+                self._close_later(
+                    connection, CLOSE_SERVICE_RESTART, "the gateway restarts: reconnect later"
+                )
             code = await connection.run(receive)
         finally:
             open_sessions.dec()

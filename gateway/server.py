@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -28,7 +29,7 @@ from security.devcerts import ensure_dev_certificates
 from . import tls_listener
 from .app import create_app, gateway_of
 from .config import GatewayConfig
-from .hypercorn_compat import check_compatible, set_permessage_deflate
+from .hypercorn_compat import check_compatible, report_peer_close_codes, set_permessage_deflate
 from .listener import serve_listeners
 from .logs import configure_logging, event
 from .metrics import MetricsDir, prepare_metrics_dir
@@ -69,11 +70,18 @@ def _use_uvloop(config: GatewayConfig) -> bool:
 
 @dataclass(frozen=True)
 class Listeners:
-    """The listening sockets (all handed to Hypercorn as plain) and which ports are wss."""
+    """The listening sockets (all handed to Hypercorn as plain) and which ports are wss.
+
+    With several workers, `per_worker` holds one set of sockets per worker, all bound to the same
+    addresses with SO_REUSEPORT: the kernel spreads new connections evenly over the workers
+    (with one shared socket, whichever worker wakes first takes the next connection, so most of
+    them land on one worker). Worker `i` serves `for_worker(i)`, also after a restart.
+    """
 
     sockets: Sockets
     wss_ports: frozenset[int]
     status: Any = None  # the status listener (status.bind), served by every worker
+    per_worker: tuple[Sockets, ...] = ()
 
     def addresses(self) -> dict[str, list[str]]:
         """'ws', 'wss' and 'status' addresses actually bound (ports resolved)."""
@@ -84,17 +92,45 @@ class Listeners:
         result["status"] = [_address(self.status)] if self.status is not None else []
         return result
 
+    def for_worker(self, index: int) -> Listeners:
+        """The listeners worker `index` serves (its own SO_REUSEPORT sockets, when it has some)."""
+        if not self.per_worker:
+            return self
+        return Listeners(self.per_worker[index], self.wss_ports, self.status)
 
-def create_listeners(config: GatewayConfig) -> Listeners:
-    """Bind every ws and wss listener once (the supervisor shares them with its workers)."""
+
+def create_listeners(config: GatewayConfig, workers: int = 1) -> Listeners:
+    """Bind every ws and wss listener: once, or once per worker with SO_REUSEPORT."""
     hc = HypercornConfig()
+    binds = [*config.server.ws_bind, *config.tls.wss_bind]
+    own_sockets = (
+        workers > 1
+        and hasattr(socket, "SO_REUSEPORT")
+        and all(not bind.startswith(("unix:", "fd://")) for bind in binds)
+    )
+    if own_sockets:
+        hc.workers = workers  # Hypercorn sets SO_REUSEPORT before binding
     ws = hc._create_sockets(list(config.server.ws_bind))
     wss = hc._create_sockets(list(config.tls.wss_bind))
+    hc.workers = 1
     status = hc._create_sockets([config.status.bind]) if config.status.bind else []
     for sock in ws + wss + status:  # accept into the backlog at once, even before a worker serves
         sock.listen(hc.backlog)
     wss_ports = frozenset(s.getsockname()[1] for s in wss)
-    return Listeners(Sockets([], ws + wss, []), wss_ports, status[0] if status else None)
+    per_worker: tuple[Sockets, ...] = ()
+    if own_sockets:
+        hc.workers = workers
+        resolved = [_address(sock) for sock in ws + wss]  # port 0 became a real port
+        sets = [ws + wss]
+        for _ in range(workers - 1):
+            more = hc._create_sockets(resolved)
+            for sock in more:
+                sock.listen(hc.backlog)
+            sets.append(more)
+        per_worker = tuple(Sockets([], sockets, []) for sockets in sets)
+    return Listeners(
+        Sockets([], ws + wss, []), wss_ports, status[0] if status else None, per_worker
+    )
 
 
 def prepare_certificates(config: GatewayConfig) -> None:
@@ -161,6 +197,7 @@ async def serve_gateway(
     from hypercorn.utils import wrap_app
 
     set_permessage_deflate(config.server.permessage_deflate)
+    report_peer_close_codes()
     app = app or create_app(config)
     gateway = gateway_of(app)
     if listeners.wss_ports and gateway.trust.context is not None:
@@ -206,7 +243,7 @@ def serve(config: GatewayConfig) -> int:
     configure_logging(config.log.format, config.log.level)
     check_compatible()
     prepare_certificates(config)
-    listeners = create_listeners(config)
+    listeners = create_listeners(config, config.server.workers)
     event(
         log,
         "listening",
@@ -237,14 +274,16 @@ def _supervise(
     context = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> Any:
+    def start(index: int) -> Any:
         process = context.Process(
-            target=run_worker, args=(config, listeners, os.getpid()), daemon=False
+            target=run_worker,
+            args=(config, listeners.for_worker(index), os.getpid()),
+            daemon=False,
         )
         process.start()
         return process
 
-    workers = [start() for _ in range(config.server.workers)]
+    workers = [start(index) for index in range(config.server.workers)]
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -266,7 +305,7 @@ def _supervise(
                 event(log, "worker_died", logging.ERROR, pid=process.pid, code=process.exitcode)
                 if metrics_dir is not None:  # its live gauges (connections, queues) vanish
                     metrics_dir.mark_dead(process.pid)
-                workers[index] = start()
+                workers[index] = start(index)
     for process in workers:
         process.join()
         if metrics_dir is not None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.status")
 PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 JSON = b"application/json"
+ALLOW = (b"allow", b"GET, HEAD")
 
 
 class StatusRoutes:
@@ -58,11 +59,14 @@ class StatusRoutes:
             await _lifespan(receive, send)
         elif kind == "http":
             await _respond(send, 404, b"text/plain; charset=utf-8", b"not found\n")
-        # a WebSocket on the status listener: returning without accepting refuses it (403)
+        elif kind == "websocket":  # the status listener serves no WebSocket: 403
+            await _refuse_websocket(receive, send)
 
     async def _serve(self, scope: dict[str, Any], send: Any) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await _respond(send, 405, b"text/plain; charset=utf-8", b"use GET\n", scope)
+            await _respond(
+                send, 405, b"text/plain; charset=utf-8", b"use GET\n", scope, ALLOW
+            )  # RFC 9110 15.5.6: a 405 names the methods that are allowed
             return
         path, gateway = scope["path"], self._gateway
         if path == "/healthz":
@@ -82,16 +86,28 @@ class StatusRoutes:
 
 
 async def _respond(
-    send: Any, status: int, content_type: bytes, body: bytes, scope: dict[str, Any] | None = None
+    send: Any,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    scope: dict[str, Any] | None = None,
+    *extra: tuple[bytes, bytes],
 ) -> None:
     headers = [
         (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
+        *extra,
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     head = scope is not None and scope.get("method") == "HEAD"
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _refuse_websocket(receive: Any, send: Any) -> None:
+    """Close before accepting: the server answers the upgrade with 403 (ASGI WebSocket spec)."""
+    if (await receive())["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 1008})
 
 
 async def _lifespan(receive: Any, send: Any) -> None:

@@ -263,12 +263,19 @@ def private_key_from_pem(
 def key_weakness(key: object) -> str | None:
     """Why a public key is too weak (A00.FR.501-504), or None: RSA >= 2048 bits, EC >= 256 only."""
     if isinstance(key, rsa.RSAPublicKey):
-        return None if key.key_size >= MIN_RSA_BITS else f"RSA {key.key_size} bits (< 2048)"
+        return _rsa_weakness(key.key_size)
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.key_size >= MIN_EC_BITS:
-            return None
-        return f"EC {key.curve.name} {key.curve.key_size} bits (< {MIN_EC_BITS})"
+        return _ec_weakness(key.curve)
     return f"{type(key).__name__.lstrip('_')} (RSA or EC only)"
+
+
+def key_kind_weakness(kind: str) -> str | None:
+    """Why keys of `kind` are too weak, by `key_weakness`'s rule without making one, or None."""
+    if kind in _CURVES:
+        return _ec_weakness(_CURVES[kind]())
+    if kind in KEY_KINDS and kind.startswith("rsa"):
+        return _rsa_weakness(int(kind[3:]))
+    raise ValueError(f"unknown key kind {kind!r} (one of {', '.join(KEY_KINDS)})")
 
 
 def public_key_der(key: object) -> bytes:
@@ -279,6 +286,16 @@ def public_key_der(key: object) -> bytes:
 
 
 # -- internals ---------------------------------------------------------------------------------
+
+
+def _rsa_weakness(bits: int) -> str | None:
+    return None if bits >= MIN_RSA_BITS else f"RSA {bits} bits (< {MIN_RSA_BITS})"
+
+
+def _ec_weakness(curve: ec.EllipticCurve) -> str | None:
+    if curve.key_size >= MIN_EC_BITS:
+        return None
+    return f"EC {curve.name} {curve.key_size} bits (< {MIN_EC_BITS})"
 
 
 def _name(common_name: str, organization: str | None) -> x509.Name:

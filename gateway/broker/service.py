@@ -76,7 +76,7 @@ class BrokerService:
         loop = asyncio.get_running_loop()
         with contextlib.suppress(Exception):  # Redis down: loaded by the first append
             await asyncio.wait_for(self._calls.load_script(), FLUSH_SECONDS)
-        self._router.subscribe(self.presence.on_event)
+        self._router.subscribe(self.presence.on_event, messages=False)
         self._stop.clear()
         self._tasks = [loop.create_task(self.replies.run(self._stop))]
         if self.commands is not None:

@@ -4,6 +4,12 @@ Each node forwards its own events to one Redis pub/sub channel and delivers the 
 events to its local listeners. Forwarding never blocks the charge point path: events go into a
 bounded queue that a background task publishes in pipelined batches (one round trip per batch);
 when Redis is slow the oldest events are dropped and counted.
+
+Events are forwarded only while another node has watchers (UI clients): a node with local
+watchers keeps itself in the `{prefix}watchers` sorted set (score: expiry, refreshed every
+second) and announces its first watcher on the channel at once; every node reads the set each
+second. Without watchers anywhere, no event is built or sent, so the OCPP hot path costs no Redis
+traffic.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +31,8 @@ from .bus import listen_forever
 
 log = logging.getLogger("gateway.cluster")
 MAX_BATCH = 500
+WATCH_REFRESH_SECONDS = 1.0
+WATCH_TTL_SECONDS = 5.0  # a node that stopped refreshing (killed) stops counting after this
 
 
 class ClusterEvents:
@@ -38,6 +47,10 @@ class ClusterEvents:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
+        self._watchers_key = f"{prefix}watchers"
+        self.local_watchers = 0
+        self.remote_watchers = False  # another node has watchers: forward every event
+        self._watch_changed = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -53,6 +66,11 @@ class ClusterEvents:
         self._queue.append(orjson.dumps(payload))
         self._wakeup.set()
 
+    def set_local_watchers(self, count: int) -> None:
+        """This node's number of listeners that watch OCPP messages (announced to the others)."""
+        self.local_watchers = count
+        self._watch_changed.set()
+
     async def start(self, deliver: Callable[[GatewayEvent], None]) -> None:
         """Start publishing queued events and delivering the other nodes' events to `deliver`."""
 
@@ -60,6 +78,9 @@ class ClusterEvents:
             try:
                 message = orjson.loads(data)
                 if message.get("node") == self._node:
+                    return
+                if message.get("watching"):
+                    self.remote_watchers = True
                     return
                 deliver(GatewayEvent(**message["event"]))
             except (TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
@@ -69,7 +90,35 @@ class ClusterEvents:
         self._tasks = [
             loop.create_task(self._publish()),
             loop.create_task(listen_forever(self._redis, self._channel, on_message)),
+            loop.create_task(self._watch()),
         ]
+
+    async def _watch(self) -> None:
+        """Keep this node in the watchers set while it has watchers; read whether others do."""
+        registered = False
+        while True:
+            try:
+                now = time.time()
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    if self.local_watchers:
+                        pipe.zadd(self._watchers_key, {self._node: now + WATCH_TTL_SECONDS})
+                    elif registered:
+                        pipe.zrem(self._watchers_key, self._node)
+                    pipe.zremrangebyscore(self._watchers_key, "-inf", now)
+                    pipe.zrange(self._watchers_key, 0, -1)
+                    results = await pipe.execute()
+                if self.local_watchers and not registered:  # in the set first, then announced:
+                    # the other nodes forward at once instead of at their next read
+                    announcement = orjson.dumps({"node": self._node, "watching": True})
+                    await self._redis.publish(self._channel, announcement)
+                registered = bool(self.local_watchers)
+                node = self._node.encode()
+                self.remote_watchers = any(member != node for member in results[-1])
+            except Exception as exc:  # Redis down: keep the last answer, events fail anyway
+                log.debug("watchers refresh failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watch_changed.wait(), WATCH_REFRESH_SECONDS)
+            self._watch_changed.clear()
 
     async def _publish(self) -> None:
         while True:
@@ -93,9 +142,12 @@ class ClusterEvents:
                     )
 
     async def stop(self) -> None:
-        """Stop both tasks."""
+        """Stop the tasks; leave the watchers set."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.local_watchers:
+            with contextlib.suppress(Exception):  # Redis down: the entry expires by itself
+                await asyncio.wait_for(self._redis.zrem(self._watchers_key, self._node), 1.0)

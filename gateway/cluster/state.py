@@ -33,7 +33,7 @@ WriteMode = Literal["put", "put_checked", "create", "patch", "patch_any", "delet
 
 # KEYS: hash, version. ARGV: field, mode, document, channel, kind, version token.
 # Returns 1 (done), 0 (nothing to delete), {"exists"} (create), {"gone"} (patch) or
-# {"downgrade", old_profile} (put_checked, patch).
+# {"downgrade", stored_profile, requested_profile} (put_checked, patch).
 WRITE_SCRIPT = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 local mode, new = ARGV[2], ARGV[3]
@@ -53,7 +53,7 @@ else
   if old and mode ~= 'put' and mode ~= 'patch_any' then
     local before = cjson.decode(old)['security_profile'] or 0
     local after = cjson.decode(new)['security_profile'] or 0
-    if after < before then return {'downgrade', before} end
+    if after < before then return {'downgrade', before, after} end
   end
   redis.call('HSET', KEYS[1], ARGV[1], new)
 end
@@ -119,12 +119,12 @@ def parse_token(raw: bytes | str) -> ApiToken:
     return ApiToken(**{**data, "scopes": tuple(data["scopes"])})
 
 
-def raise_if_downgrade(result: Any, record: ChargePointRecord) -> None:
-    """Turn the script's downgrade answer into `DowngradeRefused`."""
+def raise_if_downgrade(result: Any, identity: str) -> None:
+    """Turn the script's downgrade answer into `DowngradeRefused` (stored -> requested profile)."""
     if refusal(result) == "downgrade":
         raise DowngradeRefused(
-            f"{record.identity}: security profile {int(result[1])} -> "
-            f"{record.security_profile} is a downgrade; use --force-downgrade (audited)"
+            f"{identity}: security profile {int(result[1])} -> {int(result[2])} is a downgrade; "
+            "use --force-downgrade (audited)"
         )
 
 
@@ -143,7 +143,7 @@ class RedisRecordStore:
     def put(self, record: ChargePointRecord, *, allow_downgrade: bool = False) -> None:
         mode: WriteMode = "put" if allow_downgrade else "put_checked"
         keys, args = self._keys.write_args(RECORDS, record.identity, mode, record_document(record))
-        raise_if_downgrade(self._write(keys=keys, args=args), record)
+        raise_if_downgrade(self._write(keys=keys, args=args), record.identity)
 
     def create(self, record: ChargePointRecord) -> bool:
         """Write `record` only if its identity has none; True when written."""
@@ -162,10 +162,8 @@ class RedisRecordStore:
         result = self._write(keys=keys, args=args)
         if refusal(result) == "gone":
             return None
-        record = self.get(identity)
-        if record is not None:
-            raise_if_downgrade(result, record)
-        return record
+        raise_if_downgrade(result, identity)
+        return self.get(identity)
 
     def remove(self, identity: str) -> bool:
         keys, args = self._keys.write_args(RECORDS, identity, "delete")

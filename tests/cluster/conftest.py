@@ -1,4 +1,4 @@
-"""One real redis-server for the cluster tests (flushed before each test)."""
+"""One real redis-server for the cluster tests (flushed before each test), and gateways on it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+
+from security.tokens import InMemoryTokenStore
 
 from ..redis_server import RedisServer
 
@@ -37,3 +39,23 @@ async def start_cluster(redis_server: RedisServer, tmp_path, request):
     yield start
     for cluster in clusters:
         await cluster.close()
+
+
+@pytest.fixture
+async def nodes(start_gateway, redis_server: RedisServer, request):
+    """Two in-process gateways, node-a and node-b, on a flushed Redis with a shared token store:
+    `((a, b), tokens, key_prefix)`."""
+    prefix = f"n-{request.node.name[:20]}:"
+    client = aioredis.from_url(redis_server.url)
+    await client.flushall()
+    await client.aclose()
+    tokens = InMemoryTokenStore()
+    started = []
+    for name in ("node-a", "node-b"):
+        started.append(
+            await start_gateway(
+                tokens=tokens,
+                redis={"url": redis_server.url, "node_id": name, "key_prefix": prefix},
+            )
+        )
+    return tuple(started), tokens, prefix

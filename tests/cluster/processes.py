@@ -4,27 +4,26 @@ A `Cluster` is one configuration file (loopback ws on an ephemeral port, a short
 records and token files, one Redis key prefix) and the `python -m gateway serve` processes started
 with it; each node gets its own `redis.node_id` (and worker count) from the environment. Records
 and UI tokens are made only with the CLI against the same file, so the tests do not depend on where
-the gateway keeps them. Every node's JSON log lines are read in the background (a full pipe would
-stall the gateway); every wait is bounded; `close()` kills every process group.
+the gateway keeps them. The processes are started, read and killed by `bench.serve_process` (every
+node's JSON log lines read in the background, every wait bounded); `close()` kills every process
+group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 import websockets
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bench.serve_process import GatewayProcess, start_serve
 from gateway.cluster.directory import Holder, RedisDirectory
 
 from ..ui.conftest import UiClient
@@ -33,61 +32,13 @@ REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0  # several interpreters starting at once on a small CI machine
 
 
-class NodeProcess:
+class NodeProcess(GatewayProcess):
     """One `python -m gateway serve` (a single worker or a supervisor with workers)."""
-
-    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.process = process
-        self.lines: list[dict[str, Any]] = []
-        self.port = 0
-        self._changed = asyncio.Event()
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for raw in self.process.stdout:
-            try:
-                line = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                line = {"event": "non-json", "text": raw.decode(errors="replace")}
-            self.lines.append(line if isinstance(line, dict) else {"event": "non-json"})
-            self._changed.set()
-        self._changed.set()  # end of output: waiters look once more, then fail
-
-    def found(self, name: str, **fields: Any) -> list[dict[str, Any]]:
-        """The log lines of event `name` whose fields have the given values."""
-        return [
-            line
-            for line in self.lines
-            if line.get("event") == name and all(line.get(k) == v for k, v in fields.items())
-        ]
-
-    async def wait_for(
-        self, name: str, count: int = 1, timeout: float = 10.0, **fields: Any
-    ) -> dict[str, Any]:
-        """The `count`-th log line of event `name` (with `fields`), waiting at most `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self._changed.clear()
-            found = self.found(name, **fields)
-            if len(found) >= count:
-                return found[count - 1]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._reader.done():
-                seen = [line.get("event") for line in self.lines][-40:]
-                raise AssertionError(f"{self.name}: no {count}x '{name}' {fields}; saw {seen}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
 
     @property
     def node_ids(self) -> list[str]:
         """The cluster names of this node's workers (one per worker)."""
         return [line["node"] for line in self.found("cluster_bus_listening")]
-
-    @property
-    def worker_pids(self) -> list[int]:
-        return [line["pid"] for line in self.found("worker_started")]
 
     def url(self, identity: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp/{identity}"
@@ -95,20 +46,6 @@ class NodeProcess:
     @property
     def ui_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ui"
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (the supervisor and its workers)."""
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    async def close(self) -> None:
-        self.kill()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), 5)
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
 
 
 class Cluster:
@@ -153,42 +90,21 @@ class Cluster:
 
     # -- processes --------------------------------------------------------------------------------
 
-    async def _gateway(self, *args: str, **options: Any) -> asyncio.subprocess.Process:
-        """`python -m gateway ARGS --config <the cluster's file>` from this checkout."""
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            *args,
-            "--config",
-            str(self.config_path),
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-            **options,
-        )
-
     async def start(
         self, name: str, workers: int = 1, env: dict[str, str] | None = None
     ) -> NodeProcess:
         """Start node `name` (node id `name`, or `name-<pid>` per worker); return once it serves.
         `env` adds configuration variables (OCPP_GATEWAY_...)."""
         env = {
-            **os.environ,
             **(env or {}),
             "OCPP_GATEWAY_REDIS_NODE_ID": name,
             "OCPP_GATEWAY_SERVER_WORKERS": str(workers),
         }
-        process = await self._gateway(
-            "serve",
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killed as a whole
-            env=env,
+        node = await start_serve(
+            self.config_path, env, process_class=NodeProcess, name=name, cwd=REPO
         )
-        node = NodeProcess(name, process)
         self.nodes.append(node)
-        listening = await node.wait_for("listening", timeout=START_TIMEOUT)
-        node.port = int(listening["ws"][0].rsplit(":", 1)[1])
-        await node.wait_for("serving", count=workers, timeout=START_TIMEOUT)
+        await node.wait_serving(workers, timeout=START_TIMEOUT)
         await node.wait_for("cluster_bus_listening", count=workers, timeout=START_TIMEOUT)
         return node
 
@@ -226,7 +142,17 @@ class Cluster:
 
     async def cli(self, *args: str) -> str:
         """Run `python -m gateway ARGS --config <file>`; its stdout (fails on a non-zero exit)."""
-        process = await self._gateway(*args, stderr=asyncio.subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            *args,
+            "--config",
+            str(self.config_path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=REPO,
+        )
         try:
             out, err = await asyncio.wait_for(process.communicate(), 30)
         except TimeoutError:

@@ -12,7 +12,7 @@ import websockets
 
 from gateway.ocppj.codec import CallError, CallResult
 from gateway.router import CallFailed
-from security.tokens import InMemoryTokenStore, new_token
+from security.tokens import new_token
 
 from ..integration.clients import running_station
 
@@ -29,26 +29,8 @@ async def claimed(node, identity: str) -> None:
     raise AssertionError(f"{identity} was not claimed")
 
 
-@pytest.fixture
-async def nodes(start_gateway, redis_server, request):
-    prefix = f"r-{request.node.name[:20]}:"
-    client = aioredis.from_url(redis_server.url)
-    await client.flushall()
-    await client.aclose()
-    tokens = InMemoryTokenStore()
-    started = []
-    for name in ("node-a", "node-b"):
-        started.append(
-            await start_gateway(
-                tokens=tokens,
-                redis={"url": redis_server.url, "node_id": name, "key_prefix": prefix},
-            )
-        )
-    return started, tokens
-
-
 async def test_call_entering_node_b_reaches_the_charge_point_on_node_a(nodes):
-    (a, b), _ = nodes
+    (a, b), _, _ = nodes
     async with running_station(a.url("HELD-A"), "ocpp1.6", "HELD-A") as station:
         await claimed(a, "HELD-A")
         result = await b.gateway.router.call("HELD-A", "ChangeConfiguration", CHANGE)
@@ -59,7 +41,7 @@ async def test_call_entering_node_b_reaches_the_charge_point_on_node_a(nodes):
 
 
 async def test_remote_call_failures_are_reported_as_on_the_holding_node(nodes):
-    (a, b), _ = nodes
+    (a, b), _, _ = nodes
     with pytest.raises(CallFailed) as offline:
         await b.gateway.router.call("NOWHERE", "ClearCache", {})
     assert offline.value.reason == "offline"
@@ -71,7 +53,7 @@ async def test_remote_call_failures_are_reported_as_on_the_holding_node(nodes):
 
 
 async def test_ui_command_on_node_b_returns_the_real_answer_from_node_a(nodes):
-    (a, b), tokens = nodes
+    (a, b), tokens, _ = nodes
     secret, record = new_token("operator")
     tokens.put(record)
     async with (
@@ -102,7 +84,7 @@ async def test_ui_command_on_node_b_returns_the_real_answer_from_node_a(nodes):
 
 
 async def test_ui_subscriber_on_node_b_sees_events_of_a_charge_point_on_node_a(nodes):
-    (a, b), tokens = nodes
+    (a, b), tokens, _ = nodes
     secret, record = new_token("admin")
     tokens.put(record)
     async with websockets.connect(
@@ -133,7 +115,7 @@ async def test_ui_subscriber_on_node_b_sees_events_of_a_charge_point_on_node_a(n
 
 
 async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(nodes):
-    (a, b), tokens = nodes
+    (a, b), tokens, _ = nodes
     secret, token = new_token("viewer", ("LIST-*",))
     tokens.put(token)
 
@@ -168,7 +150,7 @@ async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(
 
 async def test_the_listing_repairs_itself_after_lost_writes(nodes, redis_server):
     """A lost add and a ghost left by a lost remove are both corrected at the next heartbeat."""
-    (a, b), _ = nodes
+    (a, b), _, _ = nodes
     prefix = a.gateway.config.redis.key_prefix
     client = aioredis.from_url(redis_server.url)
     key = f"{prefix}sessions:node-a"
@@ -186,7 +168,7 @@ async def test_the_listing_repairs_itself_after_lost_writes(nodes, redis_server)
 
 async def test_one_list_at_a_time_per_ui_client(nodes, monkeypatch):
     """A listing reads every node's sessions: a client cannot pile them up."""
-    (_a, b), tokens = nodes
+    (_a, b), tokens, _ = nodes
     secret, token = new_token("viewer")
     tokens.put(token)
     presence = b.gateway.router.presence

@@ -14,45 +14,20 @@ from pathlib import Path
 import pytest
 import redis
 import websockets
-from click.testing import CliRunner
 
-from gateway.cli import main
 from gateway.cluster.mirror import MirroredRecordStore, StateMirror
 from gateway.cluster.state import RedisRecordStore, RedisTokenStore, StateKeys
 from security.records import ChargePointRecord, DowngradeRefused
 
 from ..redis_server import start_redis
 from ..security.helpers import HEARTBEAT, PASSWORD, attempt, basic
+from .cli import Cli
 
 PASSPHRASE = {"OCPP_GATEWAY_CA_PASSPHRASE": "a-long-test-passphrase"}
 # Nodes re-read files and Redis only every 20 s here (the watch loop's tick is the smaller of the
 # reload interval and a third of the claim TTL): anything faster is the announcement's doing.
 SLOW_NODE = {"claim_ttl_seconds": 60.0}
 SLOW_RELOAD = {"reload_interval_seconds": 60.0}
-
-
-class Cli:
-    """`ocpp-gateway ... --config FILE` in process, against one Redis and key prefix."""
-
-    def __init__(self, tmp: Path, url: str, prefix: str) -> None:
-        self.tmp = tmp
-        self.certs = tmp / "certs"
-        self.config = tmp / "gateway.toml"
-        q = json.dumps
-        self.config.write_text(
-            f"[redis]\nurl = {q(url)}\nkey_prefix = {q(prefix)}\n"
-            f"[tls]\ncerts_dir = {q(str(self.certs))}\n"
-            f'[security]\naudit_log = {q(str(tmp / "audit.log"))}\ncpo_name = "Test CPO"\n'
-            f"records_file = {q(str(tmp / 'no-records.json'))}\n"
-            f"[ui]\ntokens_file = {q(str(tmp / 'no-tokens.json'))}\n"
-        )
-
-    def __call__(self, *args: str, code: int = 0, input: str | None = None) -> str:
-        result = CliRunner().invoke(
-            main, [*args, "--config", str(self.config)], input=input, env=PASSPHRASE
-        )
-        assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-        return result.output
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ Then what Docker and an operator do: the HEALTHCHECK command, a CLI command next
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -28,11 +27,11 @@ from pathlib import Path
 import pytest
 import websockets
 
+from bench.serve_process import GatewayProcess
 from gateway.config import load_config
 from gateway.server import hypercorn_config
 
 from ..deployment import IMAGE_CONFIG, ROOT, image, image_files, parse_dockerfile
-from .test_serve_process import ServeProcess
 
 IMAGE = image()
 BIN = Path(sys.executable).parent
@@ -58,7 +57,7 @@ def _environment(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def container(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, Path, dict[str, str]]]:
+async def container(tmp_path: Path) -> AsyncIterator[tuple[GatewayProcess, Path, dict[str, str]]]:
     """The image's command serving, with its root (volumes and files) and environment."""
     root = tmp_path
     for volume in IMAGE.last("VOLUME").exec_form():
@@ -68,22 +67,11 @@ async def container(tmp_path: Path) -> AsyncIterator[tuple[ServeProcess, Path, d
             (root / path.lstrip("/")).write_text(_localized(text, root))
     env = _environment(root)
     workdir = root / IMAGE.last("WORKDIR").args.lstrip("/")
-    process = await asyncio.create_subprocess_exec(
-        *_command(),
-        cwd=workdir,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    serving = ServeProcess(process)
+    serving = await GatewayProcess.start(_command(), cwd=workdir, env=env)
     try:
         yield serving, root, env
     finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        await serving.close()
 
 
 def _get(url: str) -> int:

@@ -20,16 +20,15 @@ from ocpp.v201 import call as call201
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.serve_process import GatewayProcess, start_serve
 from gateway.ocppj.codec import CallError, CallResult
 from gateway.router import CallFailed
 from security.ca import issue_client_certificate
 from security.cadb import CaDatabase
 from security.records import ChargePointRecord, InMemoryRecordStore
 
-from ..cluster.processes import NodeProcess
 from ..redis_server import start_redis
 from ..security.helpers import load_issuer
-from ..serve import spawn_serve
 from .clients import running_station
 
 DAY = 86400.0
@@ -353,7 +352,7 @@ async def test_certificate_expiry_gauges_cover_server_ca_and_soonest_charge_poin
 
 
 @pytest.fixture
-async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, Path]]:
+async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[GatewayProcess, Path]]:
     """`python -m gateway serve` with two workers, a status listener and an operator-given
     PROMETHEUS_MULTIPROC_DIR (holding a stale file of an earlier run)."""
     metrics_dir = tmp_path / "metrics"
@@ -368,8 +367,8 @@ async def two_workers(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, Path]]
         '\n[status]\nbind = "127.0.0.1:0"\n'
         '\n[log]\nformat = "json"\n'
     )
-    process = await spawn_serve(config, {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    node = NodeProcess("two-workers", process)
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    node = await start_serve(config, env, name="two-workers")
     try:
         yield node, metrics_dir
     finally:
@@ -388,6 +387,26 @@ def connections_per_worker(metrics_dir: Path, pids: list[int]) -> dict[int, floa
             for sample in family.samples
         )
     return result
+
+
+async def test_two_workers_share_connections_evenly(two_workers):
+    """Each worker has its own SO_REUSEPORT socket: sequential connections spread over both
+    (with one shared socket, most of them landed on whichever worker woke first)."""
+    node, metrics_dir = two_workers
+    listening = await node.wait_for("listening", timeout=30)
+    port = int(listening["ws"][0].rsplit(":", 1)[1])
+    await node.wait_for("worker_started", count=2, timeout=30)
+    await node.wait_for("serving", count=2, timeout=30)
+    pids = node.worker_pids
+    async with contextlib.AsyncExitStack() as stack:
+        for index in range(40):
+            url = f"ws://127.0.0.1:{port}/ocpp/EVEN{index}"
+            ws = await stack.enter_async_context(websockets.connect(url, subprotocols=["ocpp1.6"]))
+            await ws.send('[2,"1","Heartbeat",{}]')
+            await ws.recv()
+        per_worker = connections_per_worker(metrics_dir, pids)
+    assert sum(per_worker.values()) == 40
+    assert min(per_worker.values()) >= 8, per_worker  # 20 each expected; 8 is 4 sd below
 
 
 async def test_two_workers_are_summed_in_one_scrape_and_a_killed_worker_drops_out(two_workers):

@@ -3,61 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 import websockets
 
-from ..serve import spawn_serve
+from bench.serve_process import GatewayProcess, serve_command, start_serve
+
 from .clients import running_station
-
-
-class ServeProcess:
-    """A running `python -m gateway serve` with its JSON log lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[dict] = []
-        self.port = 0
-        self.wss_port = 0
-
-    async def wait_for(self, event: str, timeout: float = 10.0, count: int = 1) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = [line for line in self.lines if line.get("event") == event]
-            if len(found) >= count:
-                return found[count - 1]
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, (
-                f"no '{event}' log line; saw {[x.get('event') for x in self.lines]}"
-            )
-            raw = await asyncio.wait_for(self.process.stdout.readline(), remaining)
-            assert raw, f"process exited; saw {self.lines}"
-            try:
-                self.lines.append(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                self.lines.append({"event": "non-json", "text": raw.decode(errors="replace")})
-
-    async def drain_output(self) -> None:
-        async for raw in self.process.stdout:
-            try:
-                self.lines.append(orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                self.lines.append({"event": "non-json", "text": raw.decode(errors="replace")})
 
 
 @pytest.fixture
 async def serve_process(tmp_path: Path) -> AsyncIterator:
-    started: list[ServeProcess] = []
+    started: list[GatewayProcess] = []
 
-    async def start(extra_toml: str = "", wss: str = "[]") -> ServeProcess:
+    async def start(extra_toml: str = "", wss: str = "[]") -> GatewayProcess:
         config = tmp_path / "gateway.toml"
         config.write_text(
             '[server]\nws_bind = ["127.0.0.1:0"]\ndrain_seconds = 3\n'
@@ -69,21 +32,14 @@ async def serve_process(tmp_path: Path) -> AsyncIterator:
             + f'audit_log = "{tmp_path / "audit.log"}"\n'
             + '\n[log]\nformat = "json"\n'
         )
-        process = await spawn_serve(config)
-        serving = ServeProcess(process)
+        serving = await start_serve(config)
         started.append(serving)
-        listening = await serving.wait_for("listening")
-        serving.port = int(listening["ws"][0].rsplit(":", 1)[1])
-        if listening["wss"]:
-            serving.wss_port = int(listening["wss"][0].rsplit(":", 1)[1])
+        await serving.wait_listening()
         return serving
 
     yield start
     for serving in started:
-        if serving.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(serving.process.pid, signal.SIGKILL)
-            await serving.process.wait()
+        await serving.close()
 
 
 async def test_sigterm_closes_sessions_with_1012_and_exits_in_bounded_time(serve_process):
@@ -130,12 +86,7 @@ async def test_invalid_configuration_refuses_to_start_naming_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[limits]\ncall_timeout_seconds = -1\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--config",
-        str(config),
+        *serve_command(config),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -322,3 +322,40 @@ async def test_certificate_management_commands_reach_the_charge_point_for_admins
     assert installed["payload"] == {"status": "Accepted"}
     assert listed["payload"]["certificateHashDataChain"][0]["certificateHashData"] == HASH
     assert calls[0][3] == {"certificateType": "CSMSRootCertificate", "certificate": pem}
+
+
+@pytest.mark.parametrize(
+    ("identity", "subprotocol", "answers", "secret"),
+    [
+        ("ROT2", "ocpp2.0.1", {"SetVariables": _accepted_variable("Accepted")}, OLD.encode()),
+        (
+            "ROT16",
+            "ocpp1.6",
+            {"ChangeConfiguration": {"status": "Accepted"}},
+            bytes.fromhex(OLD_KEY),
+        ),
+    ],
+)
+async def test_watchers_never_see_the_new_password_of_a_rotation(
+    admin_gateway, identity, subprotocol, answers, secret
+):
+    """A viewer watching messages sees the rotation CALL with its secret redacted."""
+    admin_gateway.add_token("viewer", "viewer")
+    viewer = await connect(admin_gateway, "viewer")
+    await viewer.request({"type": "subscribe", "identities": [identity], "events": ["message"]})
+    admin = await connect(admin_gateway, "admin")
+    url = admin_gateway.cp_url(identity)
+    async with scripted(url, subprotocol, answers, _basic(identity, secret)) as calls:
+        result = await admin.request(
+            {"type": "security_action", "identity": identity, "action": "rotate_password"}
+        )
+        seen = await viewer.next_event(lambda e: e.get("direction") == "out")
+    assert result["status"] == "Accepted"
+    sent = calls[0][3]
+    new = (
+        sent["value"] if subprotocol == "ocpp1.6" else sent["setVariableData"][0]["attributeValue"]
+    )
+    published = orjson.loads(seen["frame"]) if isinstance(seen["frame"], str) else seen["frame"]
+    assert published[1] == calls[0][1] and published[2] == calls[0][2]
+    assert new not in orjson.dumps(seen).decode()
+    assert "***" in orjson.dumps(published).decode()

@@ -58,3 +58,27 @@ def test_permessage_deflate_switch_controls_hypercorns_handshake(enabled, negoti
         set_permessage_deflate(False)
     names = {name for name, _ in headers}
     assert (b"sec-websocket-extensions" in names) is negotiated
+
+
+def test_moved_close_reporting_refuses_to_start(monkeypatch):
+    """`report_peer_close_codes` replaces WSStream.handle's StreamClosed branch."""
+
+    async def handle(self, event):  # a Hypercorn whose close handling changed
+        return None
+
+    monkeypatch.setattr(hypercorn_compat, "_original_stream_handle", handle)
+    with pytest.raises(HypercornIncompatible, match="no longer closes"):
+        check_compatible()
+
+
+def test_connection_server_mirrors_hypercorns_tcp_server(monkeypatch):
+    """`connection_server` copies TCPServer's protocol handling: a changed TCPServer refuses."""
+    from hypercorn.asyncio import tcp_server
+
+    class Changed:
+        async def run(self) -> None:
+            return None
+
+    monkeypatch.setattr(tcp_server, "TCPServer", Changed)
+    with pytest.raises(HypercornIncompatible):
+        check_compatible()

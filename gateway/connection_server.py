@@ -1,0 +1,128 @@
+"""One connection served by Hypercorn's HTTP/1.1 and WebSocket code over a `ConnectionPipe`.
+
+This is Hypercorn's asyncio `TCPServer` (0.18.0) with the same protocol stack (`ProtocolWrapper`:
+h11 then wsproto, the ASGI app in Hypercorn's task group, its keep-alive idle task) but without
+asyncio streams: reads come from the pipe (no `wait_for` per read, the read timeout is a timer),
+writes go straight to the transport and wait only when its buffer is full. TLS is terminated by
+the pipe (`gateway/transport.py`).
+
+Hypercorn internals used (pinned, checked by `hypercorn_compat`): `ProtocolWrapper`, `TaskGroup`,
+`AsyncioSingleTask`, `ConnectionState`, `parse_socket_addr`, the `RawData`/`Closed`/`Updated`
+events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import parse_socket_addr
+
+from .transport import ConnectionPipe
+
+
+class ConnectionServer:
+    """Serve one connection until it closes (the counterpart of Hypercorn's `TCPServer`)."""
+
+    def __init__(
+        self,
+        app: Any,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        context: WorkerContext,
+        state: dict[str, Any],
+        pipe: ConnectionPipe,
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.config = config
+        self.context = context
+        self.state = state
+        self.pipe = pipe
+        self.protocol: ProtocolWrapper | None = None
+        self.idle_task = AsyncioSingleTask()
+        self._task_group: TaskGroup | None = None
+
+    async def run(self) -> None:
+        """Serve until the peer or the app closes the connection."""
+        pipe = self.pipe
+        try:
+            sock = pipe.extra("socket")
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            tls = pipe.tls_object
+            alpn = (tls.selected_alpn_protocol() or "http/1.1") if tls is not None else "http/1.1"
+            pipe.set_read_timeout(self.config.read_timeout)
+            async with TaskGroup(self.loop) as task_group:
+                self._task_group = task_group
+                self.protocol = ProtocolWrapper(
+                    self.app,
+                    self.config,
+                    self.context,
+                    task_group,
+                    ConnectionState(self.state),
+                    tls is not None,
+                    client,
+                    server,
+                    self.protocol_send,
+                    alpn,
+                )
+                await self.protocol.initiate()
+                await self.idle_task.restart(task_group, self._idle_timeout)
+                await self._read_data()
+        except OSError:
+            pass
+        finally:
+            await self._close()
+
+    async def protocol_send(self, event: Event) -> None:
+        """Hypercorn's protocol sends bytes, closes, or reports whether the connection is idle."""
+        if type(event) is RawData:
+            pipe = self.pipe
+            try:
+                pipe.write(event.data)
+                if pipe.writing_paused:
+                    await pipe.drain()
+            except (ConnectionError, RuntimeError):
+                await self.protocol.handle(Closed())  # type: ignore[union-attr]
+        elif isinstance(event, Closed):
+            await self._close()
+        elif isinstance(event, Updated):
+            if event.idle:
+                await self.idle_task.restart(self._task_group, self._idle_timeout)
+            else:
+                await self.idle_task.stop()
+
+    async def _read_data(self) -> None:
+        pipe, protocol = self.pipe, self.protocol
+        assert protocol is not None
+        while True:
+            data = await pipe.read()
+            if data is None:
+                break
+            await protocol.handle(RawData(data))
+        await protocol.handle(Closed())
+
+    async def _close(self) -> None:
+        try:
+            await self.pipe.close()
+        except asyncio.CancelledError:
+            self.pipe.abort()
+        finally:
+            await self.idle_task.stop()
+
+    async def _initiate_server_close(self) -> None:
+        await self.protocol.handle(Closed())  # type: ignore[union-attr]
+        await self.pipe.close()
+
+    async def _idle_timeout(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.context.terminated.wait(), self.config.keep_alive_timeout)
+        await asyncio.shield(self._initiate_server_close())

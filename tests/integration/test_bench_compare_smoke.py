@@ -1,0 +1,40 @@
+"""`python -m bench.compare` end to end with a tiny fleet: every server, no error, a summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.peers.setup import installed_version
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
+    servers = ["gateway", "ocpp-lib", "echo"]
+    if installed_version() is not None:  # `python -m bench.peers.setup` ran (CI runs it)
+        servers.append("ocpp-rpc")
+    out = tmp_path / "compare"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.compare", "--connections", "6", "--processes", "1"),
+            *("--duration", "0.5", "--warmup", "0.2", "--cases", "session201-ws"),
+            *("--servers", ",".join(servers), "--out", str(out), "--no-plots", "--no-progress"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [case["case"] for case in summary["cases"]] == ["session201-ws"]
+    for case in summary["cases"]:
+        assert all(case["ok"].values()) and set(case["ok"]) == set(servers)
+        assert all(value and value > 0 for value in case["values"].values()), case
+        assert set(case["gateway_ratio"]) == set(servers) - {"gateway"}
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == len(servers) and all(r["errors"] == {} for r in records)
+    assert "| session201-ws | CPU us/call |" in (out / "summary.md").read_text()
