@@ -6,13 +6,15 @@ uses. Per connection it holds the transport, the plaintext not yet read and, for
 `ssl.SSLObject` over two memory BIOs:
 
 - no per-connection read buffer: uvloop reads into one loop-wide buffer, decrypted records go
-  through one module-wide scratch buffer (the event loop is single-threaded), and OpenSSL releases
-  its record buffers between records (CPython sets `SSL_MODE_RELEASE_BUFFERS`). An idle wss
+  through one scratch buffer per thread (`SSLObject.read` releases the GIL, so two threads with
+  an event loop each must not share one), and OpenSSL releases its record buffers between
+  records (CPython sets `SSL_MODE_RELEASE_BUFFERS`). An idle wss
   connection costs a few KiB of TLS state instead of the 175-250 KiB of the event loop's TLS
   transports (their read buffers are per connection);
-- no `wait_for` per read: a read timeout is one timer per connection, re-armed lazily;
+- no `wait_for` per read: a read timeout is one timer per connection, re-armed lazily; like
+  Hypercorn's `wait_for(reader.read(), read_timeout)` it counts only the time a reader waits;
 - flow control both ways: reading pauses above `READ_HIGH_WATER` buffered bytes, `drain()` waits
-  while the transport's write buffer is above its high-water mark.
+  (in every task that writes) while the transport's write buffer is above its high-water mark.
 
 Pure asyncio and `ssl`: nothing here knows HTTP or OCPP.
 """
@@ -22,12 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import threading
 from typing import Any
 
 READ_HIGH_WATER = 2**16  # plaintext bytes buffered before the socket stops being read
-TLS_RECORD_SCRATCH = 2**16  # one decrypt buffer shared by every connection of the loop
-_scratch = bytearray(TLS_RECORD_SCRATCH)
-_scratch_view = memoryview(_scratch)
+TLS_RECORD_SCRATCH = 2**16  # one decrypt buffer shared by every connection of a thread's loop
+
+
+class _Scratch(threading.local):
+    """The thread's decrypt buffer: OpenSSL writes into it without the GIL."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(TLS_RECORD_SCRATCH)
+        self.view = memoryview(self.buffer)
+
+
+_scratch = _Scratch()
 
 
 class TlsClosed(ConnectionResetError):
@@ -55,13 +67,15 @@ class _Tls:
             except ssl.SSLWantReadError:
                 return b"", False
             self.established = True
+        scratch = _scratch
+        buffer, view = scratch.buffer, scratch.view
         chunks = []
         try:
             while True:
-                size = tls.read(TLS_RECORD_SCRATCH, _scratch)
+                size = tls.read(TLS_RECORD_SCRATCH, buffer)
                 if not size:
                     return b"".join(chunks), True
-                chunks.append(_scratch[:size])
+                chunks.append(bytes(view[:size]))  # a copy: the buffer is reused at once
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:  # close_notify
@@ -94,8 +108,8 @@ class ConnectionPipe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None  # the one reader (or handshake) waiting
+        self._drain_waiters: list[asyncio.Future[None]] = []  # every task waiting in drain()
         self._reading_paused = False
         self._writing_paused = False
         self._eof = False  # nothing more will be read: EOF, close_notify, timeout or lost
@@ -151,18 +165,19 @@ class ConnectionPipe(asyncio.Protocol):
         if not self._lost.done():
             self._lost.set_result(None)
         self._wake()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(ConnectionResetError("connection lost"))
+        self._wake_drains()  # they raise ConnectionResetError
 
     def pause_writing(self) -> None:
         self._writing_paused = True
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_drains()
+
+    def _wake_drains(self) -> None:
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- TLS ---------------------------------------------------------------------------------------
 
@@ -201,20 +216,27 @@ class ConnectionPipe(asyncio.Protocol):
     # -- reading -----------------------------------------------------------------------------------
 
     def set_read_timeout(self, seconds: float | None) -> None:
-        """End reading (as at EOF) once nothing arrived for `seconds` (None: never)."""
+        """End reading (as at EOF) once a read waited `seconds` for data (None: never).
+
+        As Hypercorn's `wait_for(reader.read(), read_timeout)`: only the time a reader waits
+        counts, not the time it spends elsewhere (the peer is held back meanwhile)."""
         self._read_timeout = seconds
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if seconds:
+        if seconds and not self._lost.done():  # a timer would only keep a dead pipe alive
             self._last_read = self._loop.time()
             self._timer = self._loop.call_later(seconds, self._check_read_timeout)
 
     def _check_read_timeout(self) -> None:
-        assert self._read_timeout is not None
+        timeout = self._read_timeout
+        assert timeout is not None
+        if self._waiter is None:  # nobody waits for data: the reader is busy, not the peer idle
+            self._timer = self._loop.call_later(timeout, self._check_read_timeout)
+            return
         idle = self._loop.time() - self._last_read
-        if idle < self._read_timeout:
-            self._timer = self._loop.call_later(self._read_timeout - idle, self._check_read_timeout)
+        if idle < timeout:
+            self._timer = self._loop.call_later(timeout - idle, self._check_read_timeout)
             return
         self._timer = None
         self.timed_out = True
@@ -223,6 +245,8 @@ class ConnectionPipe(asyncio.Protocol):
 
     async def read(self) -> bytes | None:
         """The plaintext received since the last read; None at the end of the stream."""
+        if not self._chunks and self._read_timeout is not None:
+            self._last_read = self._loop.time()  # the read timeout counts from here
         while not self._chunks:
             if self._eof:
                 return None
@@ -265,15 +289,19 @@ class ConnectionPipe(asyncio.Protocol):
         return self._writing_paused
 
     async def drain(self) -> None:
-        """Wait until the transport's write buffer is below its high-water mark."""
+        """Wait until the transport's write buffer is below its high-water mark.
+
+        Several tasks may wait at once (Hypercorn writes from the app, its ping task and the
+        reading task): each waits on its own future, so cancelling one leaves the others."""
         while self._writing_paused:
             if self._lost.done():
                 raise ConnectionResetError("connection lost")
-            waiter = self._drain_waiter = self._loop.create_future()
+            waiter = self._loop.create_future()
+            self._drain_waiters.append(waiter)
             try:
                 await waiter
             finally:
-                self._drain_waiter = None
+                self._drain_waiters.remove(waiter)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close (TLS close_notify first), flushing what is buffered for at most `timeout`."""
