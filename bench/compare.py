@@ -39,6 +39,9 @@ from bench.targets import BENCH_PASSWORD, BenchPki, Target, start_gateway, start
 SERVERS = ("gateway", *PEERS)
 CPU_FIGURE = "server_cpu_us_per_call"
 MEMORY_FIGURE = "kib_per_connection"
+STORM_FIGURE = "boot_all_seconds"
+FIGURES = {"idle": MEMORY_FIGURE, "storm": STORM_FIGURE}  # else CPU per call
+UNITS = {CPU_FIGURE: "CPU us/call", MEMORY_FIGURE: "KiB/conn", STORM_FIGURE: "s to reboot all"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class Case:
 
     @property
     def figure(self) -> str:
-        return MEMORY_FIGURE if self.scenario == "idle" else CPU_FIGURE
+        return FIGURES.get(self.scenario, CPU_FIGURE)
 
 
 CASES = {
@@ -68,6 +71,9 @@ CASES = {
         Case("idle-ws", "idle", "ws"),
         Case("idle-wss", "idle", "wss", profile=2),
         Case("heartbeat-mtls", "heartbeat", "wss", profile=3, mutual=True),
+        Case("idle-mtls", "idle", "wss", profile=3, mutual=True),
+        Case("storm-wss", "storm", "wss", profile=2),
+        Case("storm-mtls", "storm", "wss", profile=3, mutual=True),
     )
 }
 DEFAULT_CASES = (
@@ -91,12 +97,24 @@ def machine() -> dict[str, Any]:
 
 
 async def start_target(
-    server: str, case: Case, pki: BenchPki, directory: Path, identities: list[str], workers: int
+    server: str,
+    case: Case,
+    pki: BenchPki,
+    directory: Path,
+    identities: list[str],
+    workers: int,
+    extra_config: str = "",
 ) -> Target:
     """A fresh process of `server` for `case`."""
     if server == "gateway":
         return await start_gateway(
-            directory, pki, case.scheme, identities, case.profile, workers=workers
+            directory,
+            pki,
+            case.scheme,
+            identities,
+            case.profile,
+            workers=workers,
+            extra_config=extra_config,
         )
     return await start_peer(server, pki, case.scheme, mutual=case.mutual)
 
@@ -125,6 +143,7 @@ def load_spec(
         no_progress=args.no_progress,
         deadline=args.deadline,
         heartbeat_check=case.scenario == "idle",
+        rate=args.rate,
     )
 
 
@@ -141,7 +160,13 @@ async def run_case(
     records: dict[str, dict[str, Any]] = {}
     for server in args.servers:
         target = await start_target(
-            server, case, pki, work / f"{case.name}-{server}", identities, args.workers
+            server,
+            case,
+            pki,
+            work / f"{case.name}-{server}",
+            identities,
+            args.workers,
+            args.gateway_config.replace("\\n", "\n"),
         )
         try:
             spec = load_spec(args, case, target, pki, out, certs)
@@ -156,7 +181,8 @@ async def run_case(
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("case", "server", "ok", "calls_per_second", CPU_FIGURE, MEMORY_FIGURE, "errors")
+    keys = ("case", "server", "ok", "calls_per_second", CPU_FIGURE, MEMORY_FIGURE, STORM_FIGURE)
+    keys += ("refusals", "peak_rss_kib", "connect_seconds", "errors")
     return {key: record.get(key) for key in keys if key in record}
 
 
@@ -171,6 +197,8 @@ def summarize(case: Case, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "calls_per_second": {s: r.get("calls_per_second") for s, r in records.items()},
         "latency_ms_p99": {s: (r.get("latency_ms") or {}).get("p99") for s, r in records.items()},
         "ok": {server: bool(record.get("ok")) for server, record in records.items()},
+        "peak_rss_kib": {s: r.get("peak_rss_kib") for s, r in records.items()},
+        "refusals": {s: r.get("refusals") for s, r in records.items()},
     }
     ours = values.get("gateway")
     if ours:
@@ -190,7 +218,7 @@ def markdown(summaries: list[dict[str, Any]], servers: list[str], command: str) 
     for summary in summaries:
         values = summary["values"]
         ratios = summary.get("gateway_ratio", {})
-        unit = "KiB/conn" if summary["figure"] == MEMORY_FIGURE else "CPU us/call"
+        unit = UNITS[summary["figure"]]
         row = [summary["case"], unit]
         row += [_number(values.get(server)) for server in servers]
         row += [f"{ratios[peer]:.2f}" if peer in ratios else "-" for peer in peers]
@@ -271,6 +299,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-plots", dest="plots", action="store_false")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--deadline", type=float, default=600.0, help="bound on one load run")
+    parser.add_argument("--rate", type=float, help="heartbeat/session: total calls per second")
+    parser.add_argument("--gateway-config", default="", help="TOML appended to the gateway's")
     return parser.parse_args(argv)
 
 

@@ -6,9 +6,15 @@ asyncio streams: reads come from the pipe (no `wait_for` per read, the read time
 writes go straight to the transport and wait only when its buffer is full. TLS is terminated by
 the pipe (`gateway/transport.py`).
 
+One deliberate difference: a WebSocket's ping loop ends with its connection. Hypercorn's loop
+(`WSStream._send_pings`, started through `TaskGroup.spawn`) notices that its stream closed only
+after sleeping a full `websocket_ping_interval`, and the task group, so the whole connection
+(pipe, TLS state, protocol objects), stays alive until then: up to a minute per closed
+connection, a lot of memory in a reconnect storm.
+
 Hypercorn internals used (pinned, checked by `hypercorn_compat`): `ProtocolWrapper`, `TaskGroup`,
 `AsyncioSingleTask`, `ConnectionState`, `parse_socket_addr`, the `RawData`/`Closed`/`Updated`
-events.
+events, `WSStream` (whose bound methods `TaskGroup.spawn` runs as ping loops).
 """
 
 from __future__ import annotations
@@ -22,10 +28,42 @@ from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr
 
 from .transport import ConnectionPipe
+
+
+class ConnectionTaskGroup(TaskGroup):
+    """Hypercorn's task group for one connection; its WebSocket ping loops end with it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._pings: set[asyncio.Task[Any]] = set()
+        self._ended = False
+
+    def spawn(self, func: Any, *args: Any) -> None:
+        if isinstance(getattr(func, "__self__", None), WSStream):  # a stream's ping loop
+            if not self._ended:
+                super().spawn(self._ping_loop, func, *args)
+            return
+        super().spawn(func, *args)
+
+    async def _ping_loop(self, func: Any, *args: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pings.add(task)
+        try:
+            await func(*args)
+        finally:
+            self._pings.discard(task)
+
+    def end_pings(self) -> None:
+        """The connection is closed: no ping is due (Hypercorn's loop would sleep on)."""
+        self._ended = True
+        for task in self._pings:
+            task.cancel()
 
 
 class ConnectionServer:
@@ -60,7 +98,7 @@ class ConnectionServer:
             tls = pipe.tls_object
             alpn = (tls.selected_alpn_protocol() or "http/1.1") if tls is not None else "http/1.1"
             pipe.set_read_timeout(self.config.read_timeout)
-            async with TaskGroup(self.loop) as task_group:
+            async with ConnectionTaskGroup(self.loop) as task_group:
                 self._task_group = task_group
                 self.protocol = ProtocolWrapper(
                     self.app,
@@ -77,6 +115,7 @@ class ConnectionServer:
                 await self.protocol.initiate()
                 await self.idle_task.restart(task_group, self._idle_timeout)
                 await self._read_data()
+                task_group.end_pings()
         except OSError:
             pass
         finally:

@@ -104,6 +104,8 @@ def check_compatible() -> None:
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")
+    if "self.task_group.spawn(self._send_pings)" not in inspect.getsource(ws_stream.WSStream):
+        raise HypercornIncompatible("hypercorn WSStream no longer spawns its ping loop")
     if "Connection(ConnectionType.SERVER" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer makes the connection")
 
@@ -141,17 +143,24 @@ def report_peer_close_codes() -> None:
     from hypercorn.protocol import ws_stream
     from hypercorn.protocol.events import StreamClosed
     from wsproto.connection import Connection
+    from wsproto.connection import ConnectionState as WsState
     from wsproto.events import CloseConnection
 
     if _original_stream_handle is not None:
         return
+
+    peer_closed = (WsState.REMOTE_CLOSING, WsState.CLOSED)
 
     class PeerCloseRecordingConnection(Connection):
         peer_close_code: int | None = None
 
         def events(self):  # type: ignore[no-untyped-def]
             for event in super().events():
-                if isinstance(event, CloseConnection) and self.peer_close_code is None:
+                if (
+                    isinstance(event, CloseConnection)
+                    and self.peer_close_code is None
+                    and self.state in peer_closed  # a close frame, not a malformed frame
+                ):
                     self.peer_close_code = event.code
                 yield event
 
@@ -159,7 +168,7 @@ def report_peer_close_codes() -> None:
     app_closed = {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}
 
     async def handle(self: ws_stream.WSStream, event: Any) -> None:
-        if isinstance(event, StreamClosed) and self.app_put is not None:
+        if isinstance(event, StreamClosed) and self.app_put is not None and not self.closed:
             code = getattr(getattr(self, "connection", None), "peer_close_code", None)
             if code is not None and self.state not in app_closed:  # the peer closed first
                 self.closed = True

@@ -104,7 +104,10 @@ async def serve_listeners(
             except OSError as exc:  # e.g. EMFILE: back off instead of spinning
                 if slots is not None:
                     slots.release()
-                event(log, "accept_failed", logging.ERROR, error=str(exc))
+                if admission is None:
+                    event(log, "accept_failed", logging.ERROR, error=str(exc))
+                elif count := admission.log_due("accept_failed"):  # e.g. EMFILE: once a second
+                    event(log, "accept_failed", logging.ERROR, error=str(exc), failures=count)
                 await asyncio.sleep(0.1)
                 continue
             track(loop.create_task(secure(connection, address)))

@@ -190,7 +190,7 @@ class ConnectionPipe(asyncio.Protocol):
         async with asyncio.timeout(timeout):
             while not tls.established:
                 if self._tls_error is not None:
-                    raise self._tls_error
+                    self._raise_tls_error()
                 if self._eof:
                     raise TlsClosed("the peer closed the connection during the TLS handshake")
                 await self._wait()
@@ -199,6 +199,15 @@ class ConnectionPipe(asyncio.Protocol):
     def tls_object(self) -> ssl.SSLObject | None:
         """The established TLS connection (peer certificate, version, cipher), if any."""
         return self._tls.object if self._tls is not None else None
+
+    def _raise_tls_error(self) -> None:
+        """Raise the handshake's error once; the pipe keeps no reference to it, as its
+        traceback holds frames that hold the pipe (a cycle only the cycle collector frees)."""
+        error, self._tls_error = self._tls_error, None
+        try:
+            raise error  # type: ignore[misc]
+        finally:
+            del error
 
     def _fail_tls(self, exc: BaseException) -> None:
         self._tls_error = exc
