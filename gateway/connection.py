@@ -169,7 +169,7 @@ class ChargePointConnection:
                 message_id=outcome.message_id,
                 reason=outcome.reason,
             )
-        if self.session.exhausted and not self.closed:
+        if self.session.bad_messages and self.session.exhausted and not self.closed:
             event(
                 log,
                 "bad_message_cap_reached",

@@ -104,6 +104,9 @@ def check_compatible() -> None:
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")
+    events = inspect.getsource(ws_stream.WSStream._handle_events)
+    if "self.connection.state == ConnectionState.REMOTE_CLOSING" not in events:
+        raise HypercornIncompatible("hypercorn WSStream no longer answers close frames as expected")
     if "self.task_group.spawn(self._send_pings)" not in inspect.getsource(ws_stream.WSStream):
         raise HypercornIncompatible("hypercorn WSStream no longer spawns its ping loop")
     if "Connection(ConnectionType.SERVER" not in source:
@@ -149,20 +152,17 @@ def report_peer_close_codes() -> None:
     if _original_stream_handle is not None:
         return
 
-    peer_closed = (WsState.REMOTE_CLOSING, WsState.CLOSED)
-
     class PeerCloseRecordingConnection(Connection):
+        """Records the code of the peer's close frame when Hypercorn echoes it (only a peer's
+        close frame puts the connection in REMOTE_CLOSING; a malformed frame does not). Hooked
+        on `send`, not on the per-message `events()` generator, to cost nothing per message."""
+
         peer_close_code: int | None = None
 
-        def events(self):  # type: ignore[no-untyped-def]
-            for event in super().events():
-                if (
-                    isinstance(event, CloseConnection)
-                    and self.peer_close_code is None
-                    and self.state in peer_closed  # a close frame, not a malformed frame
-                ):
-                    self.peer_close_code = event.code
-                yield event
+        def send(self, event: Any) -> bytes:
+            if type(event) is CloseConnection and self.state is WsState.REMOTE_CLOSING:
+                self.peer_close_code = event.code
+            return super().send(event)
 
     original = _original_stream_handle = ws_stream.WSStream.handle
     app_closed = {ws_stream.ASGIWebsocketState.HTTPCLOSED, ws_stream.ASGIWebsocketState.CLOSED}

@@ -111,7 +111,7 @@ class ConnectionPipe(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None  # the one reader (or handshake) waiting
         self._drain_waiters: list[asyncio.Future[None]] = []  # every task waiting in drain()
         self._reading_paused = False
-        self._writing_paused = False
+        self.writing_paused = False  # the transport's write buffer is above its high-water mark
         self._eof = False  # nothing more will be read: EOF, close_notify, timeout or lost
         self._lost: asyncio.Future[None] = loop.create_future()
         self._tls = _Tls(tls) if tls is not None else None  # TLS from the first byte
@@ -168,10 +168,10 @@ class ConnectionPipe(asyncio.Protocol):
         self._wake_drains()  # they raise ConnectionResetError
 
     def pause_writing(self) -> None:
-        self._writing_paused = True
+        self.writing_paused = True
 
     def resume_writing(self) -> None:
-        self._writing_paused = False
+        self.writing_paused = False
         self._wake_drains()
 
     def _wake_drains(self) -> None:
@@ -292,17 +292,12 @@ class ConnectionPipe(asyncio.Protocol):
         tls = self._tls
         transport.write(tls.send(data) if tls is not None else data)
 
-    @property
-    def writing_paused(self) -> bool:
-        """True while the transport's write buffer is above its high-water mark."""
-        return self._writing_paused
-
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark.
 
         Several tasks may wait at once (Hypercorn writes from the app, its ping task and the
         reading task): each waits on its own future, so cancelling one leaves the others."""
-        while self._writing_paused:
+        while self.writing_paused:
             if self._lost.done():
                 raise ConnectionResetError("connection lost")
             waiter = self._loop.create_future()

@@ -43,11 +43,12 @@ class EmbeddedContext:
     identity: str
     settings: EmbeddedSettings
     state: EmbeddedState
-    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    now: datetime | None = None  # None: the time when `timestamp()` is asked (most answers never)
 
     def timestamp(self) -> str:
         """`now` as an RFC 3339 UTC timestamp with millisecond precision (`...Z`)."""
-        return self.now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.now.microsecond // 1000:03d}Z"
+        now = self.now if self.now is not None else datetime.now(UTC)
+        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 Payload = dict[str, Any]

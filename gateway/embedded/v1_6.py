@@ -10,7 +10,7 @@ live here and are reused by the 2.0.1 and 2.1 tables, whose messages have the sa
 
 from __future__ import annotations
 
-import copy
+import orjson
 
 from .base import EmbeddedContext, Handler, HandlerTable, Payload
 
@@ -18,11 +18,13 @@ from .base import EmbeddedContext, Handler, HandlerTable, Payload
 
 
 def reply(answer: Payload) -> Handler:
-    """A handler ignoring the request and answering a fresh copy of the fixed `answer`."""
-    template = copy.deepcopy(answer)
+    """A handler ignoring the request and answering a fresh copy of the fixed `answer` (decoded
+    from its JSON each time: a few times cheaper than `copy.deepcopy` on the hot path)."""
+    encoded = orjson.dumps(answer)
+    loads = orjson.loads
 
     def handler(_request: Payload, _ctx: EmbeddedContext) -> Payload:
-        return copy.deepcopy(template)
+        return loads(encoded)
 
     return handler
 
