@@ -138,12 +138,13 @@ def load_spec(
         client_certs=str(certs) if case.mutual else None,
         server_pids=target.pids,
         expect=target.expect,  # type: ignore[arg-type]
-        out=str(out / "results.jsonl"),
+        out=None,  # written by run_case, with the server and the case
         plot=str(out / f"{case.name}-{target.name}.png") if args.plots else None,
         no_progress=args.no_progress,
         deadline=args.deadline,
         heartbeat_check=case.scenario == "idle",
         rate=args.rate,
+        source_addresses=max(1, -(-args.connections // 20_000)),  # ~28k ephemeral ports each
     )
 
 
@@ -151,6 +152,7 @@ async def run_case(
     args: argparse.Namespace, case: Case, pki: BenchPki, work: Path, out: Path
 ) -> dict[str, dict[str, Any]]:
     """Every server under `case`; the load records by server."""
+    from bench.load.result import append_line
     from bench.load.run import run_load
 
     identities = [f"{args.identity_prefix}{index:06d}" for index in range(args.connections)]
@@ -175,6 +177,7 @@ async def run_case(
         finally:
             await target.stop()
         record.update(server=server, case=case.name)
+        append_line(str(out / "results.jsonl"), record)
         records[server] = record
         print(json.dumps(_brief(record)), file=sys.stderr, flush=True)
     return records

@@ -52,6 +52,11 @@ class ServerConfig:
     )
     path_prefix: str = _opt("/ocpp", "URL path in front of /{chargePointId}")
     workers: int = _opt(1, "number of worker processes sharing the listeners")
+    backlog: int = _opt(
+        2048,
+        "listen backlog per socket (connections the kernel accepts before a worker does; capped "
+        "by net.core.somaxconn): a reconnect storm waits here instead of retrying SYNs",
+    )
     worker_class: Literal["auto", "uvloop", "asyncio"] = _opt(
         "auto", "event loop: auto picks uvloop when installed"
     )
@@ -81,6 +86,7 @@ class ServerConfig:
                 "start with '/', no trailing '/', only letters, digits and / - . _ ~",
             )
         _check_range("server.workers", self.workers, 1, 256)
+        _check_range("server.backlog", self.backlog, 1, 65535)
         _check_range("server.drain_seconds", self.drain_seconds, 0, 3600)
         _check_range("server.drain_batch_size", self.drain_batch_size, 0, 10_000_000)
 

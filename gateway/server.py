@@ -48,6 +48,7 @@ def hypercorn_config(config: GatewayConfig) -> HypercornConfig:
     # Hypercorn sends pings but never checks pongs: a peer that sends nothing (not even a pong)
     # for ping + pong_timeout seconds is dead, and the read timeout closes its socket.
     hc.read_timeout = math.ceil(ping + config.limits.pong_timeout_seconds) if ping else None
+    hc.backlog = config.server.backlog
     hc.graceful_timeout = 2.0
     hc.keep_alive_timeout = 5.0
     hc.include_server_header = False
@@ -102,6 +103,7 @@ class Listeners:
 def create_listeners(config: GatewayConfig, workers: int = 1) -> Listeners:
     """Bind every ws and wss listener: once, or once per worker with SO_REUSEPORT."""
     hc = HypercornConfig()
+    hc.backlog = config.server.backlog
     binds = [*config.server.ws_bind, *config.tls.wss_bind]
     own_sockets = (
         workers > 1

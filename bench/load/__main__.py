@@ -96,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--settle", type=float, default=d.settle, help="idle: seconds before the first RSS"
     )
+    p.add_argument(
+        "--source-addresses",
+        type=int,
+        default=d.source_addresses,
+        help="loopback: spread connections over 127.0.0.1..N (one ephemeral port range each)",
+    )
     return p
 
 

@@ -78,6 +78,9 @@ class Target:
         if self.secure:
             options["ssl"] = self.tls_context(identity)
             options["server_hostname"] = spec.server_name
+        if spec.source_addresses > 1:  # more connections than one ephemeral port range holds
+            number = int(identity[len(spec.identity_prefix) :] or 0)
+            options["local_addr"] = (f"127.0.0.{1 + number % spec.source_addresses}", 0)
         return options
 
     async def open(self, identity: str, open_timeout: float) -> ClientConnection:

@@ -50,6 +50,7 @@ class LoadSpec:
     payload_version: str | None = None  # send another version's payloads (a negative test)
     server_name: str = "localhost"  # TLS SNI and the name the server certificate must carry
     settle: float = 1.0  # idle: seconds after the warm-up connection before reading RSS
+    source_addresses: int = 1  # loopback: spread over 127.0.0.1..N (a port range each, ~28k)
     command: str | None = None  # the exact command line; None: rebuilt from the fields
 
     def check(self) -> None:
@@ -81,6 +82,8 @@ class LoadSpec:
             raise ValueError("rate must be positive (or None: back to back)")
         if self.connect_concurrency < 1 or (self.storm_concurrency or 1) < 1:
             raise ValueError("concurrency limits must be at least 1")
+        if not 1 <= self.source_addresses <= 250:
+            raise ValueError("source_addresses must be 1 to 250")
         if self.meter_values < 0:
             raise ValueError("meter_values must not be negative")
         if parts.scheme == "ws" and (self.client_certs or self.ca_file):
