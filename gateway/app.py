@@ -8,6 +8,7 @@ console) is served by Quart.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from quart import Quart
@@ -29,15 +30,15 @@ class ChargePointRoute:
         self._gateway = gateway
         self._matches = gateway.identity_rules.matches
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        """The awaitable that serves `scope`, returned rather than awaited here: no coroutine
+        frame of this route stays alive for as long as a charge point is connected."""
         kind = scope["type"]
         if kind != "lifespan" and self._matches(scope.get("raw_path") or scope["path"].encode()):
             if kind == "websocket":
-                await self._gateway.serve_charge_point(scope, receive, send)
-            else:
-                await _upgrade_required(send)
-            return
-        await self._app(scope, receive, send)
+                return self._gateway.serve_charge_point(scope, receive, send)
+            return _upgrade_required(send)
+        return self._app(scope, receive, send)
 
 
 async def _upgrade_required(send: Any) -> None:

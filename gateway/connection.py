@@ -50,7 +50,38 @@ class ConnectionSettings:
 
 
 class ChargePointConnection:
-    """One accepted charge point WebSocket."""
+    """One accepted charge point WebSocket.
+
+    Thousands are held at once, mostly idle: slots instead of a `__dict__`, and the containers
+    only some connections need (`_inbox`, `_follow_ups`, `_background`, `_call_lock`) are made
+    on first use.
+    """
+
+    __slots__ = (
+        "_background",
+        "_call_lock",
+        "_follow_ups",
+        "_force_timer",
+        "_forced",
+        "_handler",
+        "_inbox",
+        "_metrics",
+        "_pending",
+        "_router",
+        "_send",
+        "_settings",
+        "_task",
+        "_worker",
+        "claim_epoch",
+        "client_chain",
+        "close_code",
+        "closed",
+        "info",
+        "last_message_at",
+        "on_security_notice",
+        "queued_calls",
+        "session",
+    )
 
     def __init__(
         self,
@@ -70,12 +101,12 @@ class ChargePointConnection:
         self._settings = settings
         self._metrics = metrics if metrics is not None else GatewayMetrics()
         self.queued_calls = 0  # gateway CALLs waiting (queued or outstanding): a sampled gauge
-        self._call_lock = asyncio.Lock()
+        self._call_lock: asyncio.Lock | None = None  # made by the first gateway CALL
         self._pending: asyncio.Future[CallResult | CallError] | None = None
-        self._inbox: deque[Dispatch] = deque()
+        self._inbox: deque[Dispatch] | None = None  # CALLs behind an asynchronous answer
         self._worker: asyncio.Task[None] | None = None
-        self._follow_ups: list[Any] = []  # started once the answer that carries them is sent
-        self._background: set[asyncio.Task[None]] = set()
+        self._follow_ups: list[Any] | None = None  # started once the answer carrying them is sent
+        self._background: set[asyncio.Task[None]] | None = None  # running follow-ups
         self._task: asyncio.Task[Any] | None = None
         self._forced = False
         self._force_timer: asyncio.TimerHandle | None = None
@@ -181,6 +212,8 @@ class ChargePointConnection:
 
     async def _dispatch(self, dispatch: Dispatch) -> None:
         if self._worker is not None:  # an asynchronous answer is under way: keep the order
+            if self._inbox is None:
+                self._inbox = deque()
             self._inbox.append(dispatch)
             return
         result = self._invoke(dispatch)
@@ -191,10 +224,16 @@ class ChargePointConnection:
         self._start_follow_ups()
 
     def _start_follow_ups(self) -> None:
-        while self._follow_ups:
-            task = asyncio.get_running_loop().create_task(self._follow_ups.pop(0)())
+        follow_ups = self._follow_ups
+        if follow_ups is None:
+            return
+        while follow_ups:
+            task = asyncio.get_running_loop().create_task(follow_ups.pop(0)())
+            if self._background is None:
+                self._background = set()
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        self._follow_ups = None
 
     def _invoke(self, dispatch: Dispatch) -> Any:
         try:
@@ -226,9 +265,11 @@ class ChargePointConnection:
                         result = exc
                 await self._send_text(self._answer(dispatch, result))
                 self._start_follow_ups()
-                if not self._inbox:
+                inbox = self._inbox
+                if not inbox:
+                    self._inbox = None
                     return
-                dispatch = self._inbox.popleft()
+                dispatch = inbox.popleft()
                 result = self._invoke(dispatch)
         finally:
             self._worker = None
@@ -264,7 +305,9 @@ class ChargePointConnection:
         if violation is not None:
             self._violation("out", call.action + "Response", violation.reason)
         if follow_up is not None and frame.startswith("[3,") and not self.closed:
-            self._follow_ups.append(follow_up)  # only after an answer that is really sent
+            if self._follow_ups is None:  # only after an answer that is really sent
+                self._follow_ups = []
+            self._follow_ups.append(follow_up)
         return frame
 
     async def _resolve(self, outcome: Resolve) -> None:
@@ -316,10 +359,13 @@ class ChargePointConnection:
         """
         budget = timeout or self._settings.call_timeout
         deadline = asyncio.get_running_loop().time() + budget
+        lock = self._call_lock
+        if lock is None:
+            lock = self._call_lock = asyncio.Lock()
         self.queued_calls += 1
         try:
             try:
-                await asyncio.wait_for(self._call_lock.acquire(), budget)
+                await asyncio.wait_for(lock.acquire(), budget)
             except TimeoutError:
                 raise CallFailed(
                     "timeout", f"{action} waited {budget:g} s behind other calls"
@@ -327,7 +373,7 @@ class ChargePointConnection:
             try:
                 return await self._call_locked(action, payload, deadline)
             finally:
-                self._call_lock.release()
+                lock.release()
         except CallFailed as failed:
             known = action in self.session.version.csms_actions
             self._metrics.call_failed(action if known else "unknown", failed.reason)

@@ -40,7 +40,7 @@ class ConnectionTaskGroup(TaskGroup):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        self._pings: set[asyncio.Task[Any]] = set()
+        self._pings: list[asyncio.Task[Any]] = []  # one per WebSocket stream: a list is smaller
         self._ended = False
 
     def spawn(self, func: Any, *args: Any) -> None:
@@ -53,11 +53,11 @@ class ConnectionTaskGroup(TaskGroup):
     async def _ping_loop(self, func: Any, *args: Any) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._pings.add(task)
+        self._pings.append(task)
         try:
             await func(*args)
         finally:
-            self._pings.discard(task)
+            self._pings.remove(task)
 
     def end_pings(self) -> None:
         """The connection is closed: no ping is due (Hypercorn's loop would sleep on)."""
@@ -68,6 +68,19 @@ class ConnectionTaskGroup(TaskGroup):
 
 class ConnectionServer:
     """Serve one connection until it closes (the counterpart of Hypercorn's `TCPServer`)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_task_group",
+        "app",
+        "config",
+        "context",
+        "idle_task",
+        "loop",
+        "pipe",
+        "protocol",
+        "state",
+    )
 
     def __init__(
         self,
@@ -100,7 +113,7 @@ class ConnectionServer:
             pipe.set_read_timeout(self.config.read_timeout)
             async with ConnectionTaskGroup(self.loop) as task_group:
                 self._task_group = task_group
-                self.protocol = ProtocolWrapper(
+                protocol = self.protocol = ProtocolWrapper(
                     self.app,
                     self.config,
                     self.context,
@@ -112,9 +125,13 @@ class ConnectionServer:
                     self.protocol_send,
                     alpn,
                 )
-                await self.protocol.initiate()
+                await protocol.initiate()
                 await self.idle_task.restart(task_group, self._idle_timeout)
-                await self._read_data()
+                # The read loop runs in this frame (no coroutine of its own per connection).
+                while (data := await pipe.read()) is not None:
+                    await protocol.handle(RawData(data))
+                    data = None  # not held while the connection waits for the next read
+                await protocol.handle(Closed())
                 task_group.end_pings()
         except OSError:
             pass
@@ -138,16 +155,6 @@ class ConnectionServer:
                 await self.idle_task.restart(self._task_group, self._idle_timeout)
             else:
                 await self.idle_task.stop()
-
-    async def _read_data(self) -> None:
-        pipe, protocol = self.pipe, self.protocol
-        assert protocol is not None
-        while True:
-            data = await pipe.read()
-            if data is None:
-                break
-            await protocol.handle(RawData(data))
-        await protocol.handle(Closed())
 
     async def _close(self) -> None:
         try:

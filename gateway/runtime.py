@@ -480,16 +480,22 @@ class Gateway:
         """The ASGI WebSocket application of the charge point route (counted connections)."""
         admitted = self.admission.open_connection()  # False above limits.max_connections
         try:
-            await self._serve_charge_point(scope, receive, send, admitted)
+            # The handshake's frame (scope, facts, verdict) ends before the session begins: one
+            # coroutine frame less held per open session.
+            accepted = await self._serve_charge_point(scope, receive, send, admitted)
+            if accepted is not None:
+                await self._serve(*accepted, send, receive)
         finally:
             if admitted:
                 self.admission.close_connection()
 
     async def _serve_charge_point(
         self, scope: dict[str, Any], receive: Any, send: Any, admitted: bool
-    ) -> None:
+    ) -> tuple[Admit, str] | None:
+        """Judge the handshake: the verdict and the peer's address to serve, or None when the
+        connection was refused or closed here."""
         if (await receive())["type"] != "websocket.connect":
-            return
+            return None
         client = scope.get("client")
         remote = f"{client[0]}:{client[1]}" if client else "unknown"
         if (
@@ -504,7 +510,7 @@ class Gateway:
                 headers=((b"retry-after", b"10"),),
             )
             await self._refuse(send, refusal, remote)
-            return
+            return None
         if self.draining:
             refusal = Refuse(
                 503,
@@ -513,10 +519,10 @@ class Gateway:
                 headers=((b"retry-after", b"5"),),
             )
             await self._refuse(send, refusal, remote)
-            return
+            return None
         if not admitted:
             await self._refuse_full(send, remote)
-            return
+            return None
         facts = HandshakeFacts(
             raw_path=scope.get("raw_path") or scope["path"].encode(),
             subprotocols=tuple(scope.get("subprotocols") or ()),
@@ -549,7 +555,8 @@ class Gateway:
                 }
             )
         else:
-            await self._serve(verdict, remote, send, receive)
+            return verdict, remote
+        return None
 
     async def _serve(self, admit: Admit, remote: str, send: Any, receive: Any) -> None:
         version = admit.version
@@ -605,6 +612,7 @@ class Gateway:
             self._claim_waiters[admit.identity] -= 1
             if not self._claim_waiters[admit.identity]:
                 del self._claim_waiters[admit.identity], self._claim_locks[admit.identity]
+        del lock, judged_by  # not held for the life of the session
         event(
             log,
             "connected",
@@ -623,6 +631,7 @@ class Gateway:
                 new_remote=remote,
             )
             await previous.close(CLOSE_REPLACED, "replaced by a newer connection of this identity")
+        del previous  # the replaced connection is not kept alive by this one
         if self.router.has_listeners:
             self.router.publish(
                 GatewayEvent("connected", admit.identity, version.subprotocol, info.connected_at)

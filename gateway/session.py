@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .ocppj.codec import (
@@ -30,6 +30,7 @@ from .versions.base import OcppVersion
 
 ValidationMode = Literal["strict", "lenient"]
 BOOT_ACTION = "BootNotification"
+_NONE: frozenset[str] = frozenset()  # shared by every session with nothing in a set
 
 
 @dataclass(slots=True)
@@ -105,8 +106,9 @@ class OcppSession:
     bad_messages: int = 0
     pending_id: str | None = None
     pending_action: str | None = None
-    _handling: set[str] = field(default_factory=set)
-    _invited: set[str] = field(default_factory=set)
+    # Mostly empty on thousands of idle sessions: the shared `_NONE` until something is added.
+    _handling: set[str] | frozenset[str] = _NONE  # message ids of CALLs not answered yet
+    _invited: frozenset[str] = _NONE  # CALLs our requests invite while the boot is Pending
 
     @property
     def exhausted(self) -> bool:
@@ -153,7 +155,10 @@ class OcppSession:
         if violation is not None and self.validation == "strict":
             self.bad_messages += 1
             return self._refuse(call.message_id, violation.kind, violation.reason)
-        self._handling.add(call.message_id)
+        if self._handling:
+            self._handling.add(call.message_id)  # type: ignore[union-attr]
+        else:
+            self._handling = {call.message_id}
         return Dispatch(call, violation)
 
     def _gated(self, action: str) -> bool:
@@ -208,7 +213,7 @@ class OcppSession:
 
     def answer(self, call: Call, payload: dict[str, Any]) -> tuple[str, SchemaViolation | None]:
         """The CALLRESULT frame for `call`; an invalid response becomes InternalError (strict)."""
-        self._handling.discard(call.message_id)
+        self._answered(call.message_id)
         violation = self.version.schemas.validate_response(call.action, payload)
         if violation is not None and self.validation == "strict":
             reason = f"the CSMS produced an invalid {call.action} response: {violation.reason}"
@@ -220,13 +225,20 @@ class OcppSession:
                 self.on_boot_status(status)
             self.boot.status = status
             if status == "Accepted":
-                self._invited.clear()
+                self._invited = _NONE
         return format_call_result(call.message_id, payload), violation
 
     def answer_error(self, call: Call, kind: RpcErrorKind, reason: str) -> str:
         """A CALLERROR frame for `call`."""
-        self._handling.discard(call.message_id)
+        self._answered(call.message_id)
         return format_call_error(call.message_id, self.version.error_code(kind), reason)
+
+    def _answered(self, message_id: str) -> None:
+        handling = self._handling
+        if message_id in handling:
+            handling.discard(message_id)  # type: ignore[union-attr]
+            if not handling:
+                self._handling = _NONE
 
     # -- the gateway's CALLs to the charge point --------------------------------------------------
 

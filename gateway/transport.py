@@ -103,6 +103,26 @@ class _Tls:
 class ConnectionPipe(asyncio.Protocol):
     """Plaintext in and out of one connection (TLS terminated here when started)."""
 
+    __slots__ = (
+        "__weakref__",
+        "_buffered",
+        "_chunks",
+        "_drain_waiters",
+        "_eof",
+        "_last_read",
+        "_loop",
+        "_lost",
+        "_read_timeout",
+        "_reading_paused",
+        "_timer",
+        "_tls",
+        "_tls_error",
+        "_waiter",
+        "timed_out",
+        "transport",
+        "writing_paused",
+    )
+
     def __init__(self, loop: asyncio.AbstractEventLoop, tls: ssl.SSLContext | None = None) -> None:
         self._loop = loop
         self.transport: asyncio.Transport | None = None
@@ -259,7 +279,12 @@ class ConnectionPipe(asyncio.Protocol):
         while not self._chunks:
             if self._eof:
                 return None
-            await self._wait()
+            # As `_wait()`, inlined: one coroutine less held by every connection waiting here.
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = waiter = None
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
