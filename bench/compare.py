@@ -168,7 +168,7 @@ async def run_case(
             work / f"{case.name}-{server}",
             identities,
             args.workers,
-            args.gateway_config.replace("\\n", "\n"),
+            args.gateway_config.read_text() if args.gateway_config else "",
         )
         try:
             spec = load_spec(args, case, target, pki, out, certs)
@@ -303,7 +303,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--deadline", type=float, default=600.0, help="bound on one load run")
     parser.add_argument("--rate", type=float, help="heartbeat/session: total calls per second")
-    parser.add_argument("--gateway-config", default="", help="TOML appended to the gateway's")
+    parser.add_argument(
+        "--gateway-config", type=Path, help="a TOML file appended to the gateway's configuration"
+    )
     return parser.parse_args(argv)
 
 

@@ -395,7 +395,10 @@ class ChargePointConnection:
         try:
             if log.isEnabledFor(DEBUG):
                 self._debug("out", action, message_id)
-            await self._send_text(frame, redacted_call(message_id, action, payload))
+            watched = self._router.wants_messages  # the copy for watchers, secrets redacted
+            await self._send_text(
+                frame, redacted_call(message_id, action, payload) if watched else None
+            )
             self._metrics.out_call[action].inc()
             sent_at = asyncio.get_running_loop().time()
             remaining = max(0.0, deadline - sent_at)

@@ -53,6 +53,12 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 disable_created_metrics()  # no *_created series: the same output with one worker or several
 
 
+def _gauge(registry: CollectorRegistry, name: str, documentation: str, mode: str) -> Gauge:
+    """A gauge that is correct with several workers: `mode` says how workers' values combine
+    (livesum, livemax, livemin: only live workers count)."""
+    return Gauge(name, documentation, registry=registry, multiprocess_mode=mode)
+
+
 class LabelCache(dict[str, Any]):
     """Children of a labelled metric by the value of its first label, the others fixed."""
 
@@ -150,57 +156,57 @@ class GatewayMetrics:
             ["action", "reason"],
             registry=registry,
         )
-        self.call_queue_depth = Gauge(
+        self.call_queue_depth = _gauge(
+            registry,
             "ocpp_gateway_call_queue_depth",
             "Gateway CALLs waiting for a charge point (in the queue or outstanding), all charge "
             "points together",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.call_queue_longest = Gauge(
+        self.call_queue_longest = _gauge(
+            registry,
             "ocpp_gateway_call_queue_longest",
             "Gateway CALLs waiting for the charge point with the most of them",
-            registry=registry,
-            multiprocess_mode="livemax",
+            "livemax",
         )
-        self.ui_clients = Gauge(
+        self.ui_clients = _gauge(
+            registry,
             "ocpp_gateway_ui_clients",
             "Authenticated UI API clients connected",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.ui_queue_depth = Gauge(
+        self.ui_queue_depth = _gauge(
+            registry,
             "ocpp_gateway_ui_event_queue_depth",
             "Events waiting to be sent to UI clients, all clients together",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.ui_queue_fullest = Gauge(
+        self.ui_queue_fullest = _gauge(
+            registry,
             "ocpp_gateway_ui_event_queue_fullest",
             "Events waiting for the slowest UI client (drops start at ui.queue_size)",
-            registry=registry,
-            multiprocess_mode="livemax",
+            "livemax",
         )
-        self.ready = Gauge(
+        self.ready = _gauge(
+            registry,
             "ocpp_gateway_ready",
             "1 when every worker is ready (/readyz), else 0",
-            registry=registry,
-            multiprocess_mode="livemin",
+            "livemin",
         )
         self.redis_up: Gauge | None = None
         self.cluster_queue_depth: Gauge | None = None
         if redis:
-            self.redis_up = Gauge(
+            self.redis_up = _gauge(
+                registry,
                 "ocpp_gateway_redis_up",
                 "1 when every worker's last Redis operation or health check succeeded, else 0",
-                registry=registry,
-                multiprocess_mode="livemin",
+                "livemin",
             )
-            self.cluster_queue_depth = Gauge(
+            self.cluster_queue_depth = _gauge(
+                registry,
                 "ocpp_gateway_cluster_event_queue_depth",
                 "Live events waiting to be published to the other nodes through Redis",
-                registry=registry,
-                multiprocess_mode="livesum",
+                "livesum",
             )
         self._admission_metrics(registry)
         self._sample_failing = False
@@ -209,17 +215,17 @@ class GatewayMetrics:
 
     def _admission_metrics(self, registry: CollectorRegistry) -> None:
         """What admission control (gateway/capacity.py) counts, sampled."""
-        self.tls_handshakes = Gauge(
+        self.tls_handshakes = _gauge(
+            registry,
             "ocpp_gateway_tls_handshakes_in_progress",
             "TLS handshakes running now (limited by limits.max_tls_handshakes per worker)",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.tls_handshakes_peak = Gauge(
+        self.tls_handshakes_peak = _gauge(
+            registry,
             "ocpp_gateway_tls_handshakes_peak",
             "The most TLS handshakes one worker ran at once since it started",
-            registry=registry,
-            multiprocess_mode="livemax",
+            "livemax",
         )
         self.accept_pauses = Counter(
             "ocpp_gateway_tls_accept_pauses",
@@ -227,18 +233,18 @@ class GatewayMetrics:
             "was taken",
             registry=registry,
         )
-        self.admitted = Gauge(
+        self.admitted = _gauge(
+            registry,
             "ocpp_gateway_admission_connections",
             "Charge point connections counted against limits.max_connections (upgrading or in "
             "session)",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
-        self.admitted_limit = Gauge(
+        self.admitted_limit = _gauge(
+            registry,
             "ocpp_gateway_admission_connections_limit",
             "limits.max_connections summed over the workers (0: unlimited)",
-            registry=registry,
-            multiprocess_mode="livesum",
+            "livesum",
         )
         boots = Counter(
             "ocpp_gateway_boot_pacing",

@@ -29,6 +29,8 @@ from websockets.http11 import Request, Response
 
 from bench.fleet import client_certificates, write_records
 from bench.load import LoadSpec, run_load
+from bench.serve_process import serve_command
+from bench.targets import BenchPki, gateway_config
 from security.devcerts import ensure_dev_certificates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,20 +82,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         write_records(records, identities, profile, password, merge=index > 0)
         if profile == 3:
             client_certificates(certs / "ca", identities, directory / "clients")
-    config = directory / "gateway.toml"
-    config.write_text(
-        '[server]\nws_bind = ["127.0.0.1:0"]\ndrain_seconds = 1\n'
-        f'[tls]\nwss_bind = ["127.0.0.1:0"]\ncerts_dir = "{certs}"\n'
-        f'[security]\nrecords_file = "{records}"\nmax_auth_failures = 0\n'
-        f'audit_log = "{directory / "audit.log"}"\n'
-        '[log]\nformat = "json"\n'
-        # The embedded claims refresh (every claim_ttl / 3 s) closes sessions whose claim is still
-        # in flight with 4000: a gateway race the load generator reports as close:4000 errors.
-        # Kept out of this test of the generator itself.
-        "[redis]\nclaim_ttl_seconds = 3600\n"
-    )
-    process = subprocess.Popen(  # as tests/serve.py's spawn_serve, without an event loop
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+    config = gateway_config(directory, BenchPki(certs))  # what bench.compare runs
+    process = subprocess.Popen(  # bench.serve_process's command, without an event loop
+        serve_command(config),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -10,20 +10,14 @@ from typing import Any
 
 import pytest
 
-from gateway.transport import READ_HIGH_WATER, ConnectionPipe, TlsClosed
-from security import ca
+from gateway.transport import READ_HIGH_WATER, TlsClosed
+
+from .pipes import Listeners, client_context, make_tls_files
 
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("transport-tls")
-    root = ca.create_root_ca("Transport Root", "Test CPO")
-    server = ca.issue_server_certificate(root, "localhost", ["localhost", "127.0.0.1"])
-    files = {name: directory / f"{name}.pem" for name in ("root", "cert", "key")}
-    ca.write_certificates(files["root"], [root.certificate])
-    ca.write_certificates(files["cert"], [server.certificate])
-    ca.write_private_key(files["key"], server.key)
-    return files
+    return make_tls_files(tmp_path_factory.mktemp("transport-tls"))
 
 
 def server_context(files: dict[str, Path]) -> ssl.SSLContext:
@@ -32,31 +26,11 @@ def server_context(files: dict[str, Path]) -> ssl.SSLContext:
     return context
 
 
-def client_context(files: dict[str, Path]) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(files["root"]))
-
-
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Any]]:
     """Start a listener whose accepted connections are `ConnectionPipe`s; yields (port, pipes)."""
-    servers: list[asyncio.Server] = []
-
-    async def start(context: ssl.SSLContext | None = None) -> tuple[int, asyncio.Queue]:
-        loop = asyncio.get_running_loop()
-        pipes: asyncio.Queue[ConnectionPipe] = asyncio.Queue()
-
-        def factory() -> ConnectionPipe:
-            pipe = ConnectionPipe(loop, context)
-            pipes.put_nowait(pipe)
-            return pipe
-
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        servers.append(server)
-        return server.sockets[0].getsockname()[1], pipes
-
-    yield start
-    for server in servers:
-        server.close()
+    async with Listeners() as listeners:
+        yield listeners.start
 
 
 async def test_plain_bytes_in_order_then_end_of_stream(serve: Callable[..., Any]) -> None:

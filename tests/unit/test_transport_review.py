@@ -23,8 +23,9 @@ import pytest
 
 from gateway import transport
 from gateway.transport import READ_HIGH_WATER, ConnectionPipe
-from security import ca
 from security.tls import server_context as production_server_context
+
+from .pipes import Listeners, client_context, make_tls_files
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -60,50 +61,12 @@ def on_both_loops(body: Callable[..., Any]) -> Callable[..., Any]:
 
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("transport-review-tls")
-    root = ca.create_root_ca("Transport Review Root", "Test CPO")
-    server = ca.issue_server_certificate(root, "localhost", ["localhost", "127.0.0.1"])
-    files = {name: directory / f"{name}.pem" for name in ("root", "cert", "key")}
-    ca.write_certificates(files["root"], [root.certificate])
-    ca.write_certificates(files["cert"], [server.certificate])
-    ca.write_private_key(files["key"], server.key)
-    return files
+    return make_tls_files(tmp_path_factory.mktemp("transport-review-tls"))
 
 
 def gateway_context(files: dict[str, Path]) -> ssl.SSLContext:
     """The context the gateway's wss listener uses (security.tls.server_context)."""
     return production_server_context([(files["cert"], files["key"])], None)
-
-
-def client_context(files: dict[str, Path]) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(files["root"]))
-
-
-class Listeners:
-    """Listeners whose accepted connections are `ConnectionPipe`s; `start` gives (port, pipes)."""
-
-    def __init__(self) -> None:
-        self.servers: list[asyncio.Server] = []
-
-    async def start(self, context: ssl.SSLContext | None = None) -> tuple[int, asyncio.Queue]:
-        loop = asyncio.get_running_loop()
-        pipes: asyncio.Queue[ConnectionPipe] = asyncio.Queue()
-
-        def factory() -> ConnectionPipe:
-            pipe = ConnectionPipe(loop, context)
-            pipes.put_nowait(pipe)
-            return pipe
-
-        server = await loop.create_server(factory, "127.0.0.1", 0)
-        self.servers.append(server)
-        return server.sockets[0].getsockname()[1], pipes
-
-    async def __aenter__(self) -> Listeners:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        for server in self.servers:
-            server.close()
 
 
 async def fill_until_writing_pauses(pipe: ConnectionPipe) -> None:
@@ -259,6 +222,18 @@ def test_connections_of_two_threads_never_see_each_others_plaintext(
 # -- TLS records --------------------------------------------------------------------------------
 
 
+async def tls_client(
+    port: int, pipes: asyncio.Queue, tls_files: dict[str, Path]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ConnectionPipe]:
+    """An asyncio TLS client and the server's pipe of it, handshake done."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
+    )
+    pipe = await asyncio.wait_for(pipes.get(), 2)
+    await pipe.handshake(2)
+    return reader, writer, pipe
+
+
 class MemoryClient:
     """A TLS client over memory BIOs on a raw socket: it decides how records share TCP writes."""
 
@@ -276,6 +251,17 @@ class MemoryClient:
         sock.setblocking(False)
         await loop.sock_connect(sock, ("127.0.0.1", port))
         return cls(loop, sock, context)
+
+    @classmethod
+    async def holding_back_finished(
+        cls, serve: Callable[..., Any], tls_files: dict[str, Path]
+    ) -> tuple[MemoryClient, ConnectionPipe]:
+        """A client whose handshake is done but for its last flight, and the server's pipe."""
+        port, pipes = await serve(gateway_context(tls_files))
+        client = await cls.connect(port, client_context(tls_files))
+        pipe = await asyncio.wait_for(pipes.get(), 2)
+        await asyncio.wait_for(client.handshake_holding_back_finished(), 5)
+        return client, pipe
 
     async def handshake_holding_back_finished(self) -> None:
         """Run the handshake; the client's last flight stays in the BIO (not sent)."""
@@ -326,10 +312,7 @@ async def test_a_pipe_whose_handshake_failed_is_freed_without_the_cycle_collecto
 async def test_application_data_sent_with_the_client_finished_is_not_lost(
     serve: Callable[..., Any], tls_files: dict[str, Path]
 ) -> None:
-    port, pipes = await serve(gateway_context(tls_files))
-    client = await MemoryClient.connect(port, client_context(tls_files))
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await asyncio.wait_for(client.handshake_holding_back_finished(), 5)
+    client, pipe = await MemoryClient.holding_back_finished(serve, tls_files)
     client.tls.write(b"GET /ocpp/CP1 HTTP/1.1\r\n\r\n")
     await client.flush()  # Finished and the first request in one TCP write
     await pipe.handshake(2)
@@ -346,11 +329,7 @@ async def test_decrypted_data_is_immutable_bytes_not_the_shared_scratch_buffer(
     port, pipes = await serve(gateway_context(tls_files))
     pairs = []
     for _ in range(2):
-        _, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
-        )
-        pipe = await asyncio.wait_for(pipes.get(), 2)
-        await pipe.handshake(2)
+        _, writer, pipe = await tls_client(port, pipes, tls_files)
         pairs.append((pipe, writer))
     (first, first_writer), (second, second_writer) = pairs
     first_writer.write(b"a" * 1000)
@@ -368,10 +347,7 @@ async def test_a_peer_leaving_without_close_notify_ends_the_stream_after_its_dat
     serve: Callable[..., Any], tls_files: dict[str, Path]
 ) -> None:
     """A TCP FIN without close_notify (truncation) is the end of the stream, not an error."""
-    port, pipes = await serve(gateway_context(tls_files))
-    client = await MemoryClient.connect(port, client_context(tls_files))
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await asyncio.wait_for(client.handshake_holding_back_finished(), 5)
+    client, pipe = await MemoryClient.holding_back_finished(serve, tls_files)
     client.tls.write(b"last words")
     await client.flush()
     await pipe.handshake(2)
@@ -391,11 +367,7 @@ async def test_large_messages_cross_tls_both_ways_under_backpressure(
     size = 4 * 2**20
     upload = bytes(range(256)) * (size // 256)
     port, pipes = await serve(gateway_context(tls_files))
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
-    )
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await pipe.handshake(2)
+    reader, writer, pipe = await tls_client(port, pipes, tls_files)
     writer.write(upload)
     received = bytearray()
     while len(received) < size:
@@ -499,11 +471,7 @@ async def test_an_exception_inside_data_received_closes_the_connection_instead_o
     loop_errors: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
     port, pipes = await serve(gateway_context(tls_files))
-    _, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
-    )
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await pipe.handshake(2)
+    _, writer, pipe = await tls_client(port, pipes, tls_files)
 
     def broken(self: Any, data: bytes) -> tuple[bytes, bool]:
         raise ValueError("bug")
