@@ -6,64 +6,94 @@ asyncio streams: reads come from the pipe (no `wait_for` per read, the read time
 writes go straight to the transport and wait only when its buffer is full. TLS is terminated by
 the pipe (`gateway/transport.py`).
 
-One deliberate difference: a WebSocket's ping loop ends with its connection. Hypercorn's loop
-(`WSStream._send_pings`, started through `TaskGroup.spawn`) notices that its stream closed only
-after sleeping a full `websocket_ping_interval`, and the task group, so the whole connection
-(pipe, TLS state, protocol objects), stays alive until then: up to a minute per closed
-connection, a lot of memory in a reconnect storm.
+Two deliberate differences, both for memory per idle connection:
+- A WebSocket's keepalive pings come from the worker's `PingScheduler` (`gateway/pings.py`), not
+  from a task per connection (`WSStream._send_pings`, started through `TaskGroup.spawn`), and stop
+  when the connection ends (Hypercorn's loop noticed a closed stream only a full ping interval
+  later, keeping the whole connection alive until then).
+- The app's ASGI `receive` queue is an `AppInbox` (`gateway/app_inbox.py`), not an `asyncio.Queue`.
 
-Hypercorn internals used (pinned, checked by `hypercorn_compat`): `ProtocolWrapper`, `TaskGroup`,
-`AsyncioSingleTask`, `ConnectionState`, `parse_socket_addr`, the `RawData`/`Closed`/`Updated`
-events, `WSStream` (whose bound methods `TaskGroup.spawn` runs as ping loops).
+Hypercorn internals used (pinned, checked by `hypercorn_compat`): `ProtocolWrapper`, `TaskGroup`
+(and its `spawn_app`, mirrored), `_handle` (the ASGI app call), `AsyncioSingleTask`,
+`ConnectionState`, `parse_socket_addr`, the `RawData`/`Closed`/`Updated` events, `WSStream` (whose
+bound `_send_pings` `TaskGroup.spawn` is asked to run).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from hypercorn.asyncio.task_group import TaskGroup
+from hypercorn.asyncio.task_group import TaskGroup, _handle
 from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.ws_stream import WSStream
-from hypercorn.typing import ConnectionState
+from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent, ConnectionState, Scope
 from hypercorn.utils import parse_socket_addr
 
+from .app_inbox import AppInbox
+from .pings import PingScheduler
 from .transport import ConnectionPipe
 
 
 class ConnectionTaskGroup(TaskGroup):
-    """Hypercorn's task group for one connection; its WebSocket ping loops end with it."""
+    """Hypercorn's task group for one connection, with a lighter app queue and shared pings."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, pings: PingScheduler | None) -> None:
         super().__init__(loop)
-        self._pings: list[asyncio.Task[Any]] = []  # one per WebSocket stream: a list is smaller
+        self._pings = pings
+        self._streams: list[WSStream] | None = None  # pinged by the scheduler (one, usually)
         self._ended = False
 
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        """Hypercorn's `TaskGroup.spawn_app` with an `AppInbox` as the app's queue."""
+        inbox = AppInbox(config.max_app_queue_size)
+        loop = self._loop
+
+        def _call_soon(func: Callable[..., Any], *args: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(func(*args), loop).result()
+
+        self.spawn(
+            _handle,
+            app,
+            config,
+            scope,
+            inbox.get,
+            send,
+            partial(loop.run_in_executor, None),
+            _call_soon,
+        )
+        return inbox.put
+
     def spawn(self, func: Any, *args: Any) -> None:
-        if isinstance(getattr(func, "__self__", None), WSStream):  # a stream's ping loop
-            if not self._ended:
-                super().spawn(self._ping_loop, func, *args)
+        stream = getattr(func, "__self__", None)
+        if isinstance(stream, WSStream):  # its ping loop: the worker's scheduler pings instead
+            if self._pings is not None and not self._ended:
+                self._pings.add(stream)
+                if self._streams is None:
+                    self._streams = []
+                self._streams.append(stream)
             return
         super().spawn(func, *args)
 
-    async def _ping_loop(self, func: Any, *args: Any) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._pings.append(task)
-        try:
-            await func(*args)
-        finally:
-            self._pings.remove(task)
-
     def end_pings(self) -> None:
-        """The connection is closed: no ping is due (Hypercorn's loop would sleep on)."""
+        """The connection is closed: no ping is due."""
         self._ended = True
-        for task in self._pings:
-            task.cancel()
+        if self._streams is not None and self._pings is not None:
+            for stream in self._streams:
+                self._pings.discard(stream)
+            self._streams = None
 
 
 class ConnectionServer:
@@ -77,6 +107,7 @@ class ConnectionServer:
         "context",
         "idle_task",
         "loop",
+        "pings",
         "pipe",
         "protocol",
         "state",
@@ -90,8 +121,10 @@ class ConnectionServer:
         context: WorkerContext,
         state: dict[str, Any],
         pipe: ConnectionPipe,
+        pings: PingScheduler | None,
     ) -> None:
         self.app = app
+        self.pings = pings  # the worker's (None: no keepalive pings)
         self.loop = loop
         self.config = config
         self.context = context
@@ -111,7 +144,7 @@ class ConnectionServer:
             tls = pipe.tls_object
             alpn = (tls.selected_alpn_protocol() or "http/1.1") if tls is not None else "http/1.1"
             pipe.set_read_timeout(self.config.read_timeout)
-            async with ConnectionTaskGroup(self.loop) as task_group:
+            async with ConnectionTaskGroup(self.loop, self.pings) as task_group:
                 self._task_group = task_group
                 protocol = self.protocol = ProtocolWrapper(
                     self.app,

@@ -46,7 +46,7 @@ def check_compatible() -> None:
     from hypercorn import events
     from hypercorn.asyncio.lifespan import Lifespan
     from hypercorn.asyncio.run import worker_serve
-    from hypercorn.asyncio.task_group import TaskGroup
+    from hypercorn.asyncio.task_group import TaskGroup, _handle
     from hypercorn.asyncio.tcp_server import TCPServer
     from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
     from hypercorn.config import Config
@@ -68,6 +68,9 @@ def check_compatible() -> None:
             "alpn_protocol",
         ],
         TaskGroup.__init__: ["self", "loop"],
+        TaskGroup.spawn_app: ["self", "app", "config", "scope", "send"],
+        _handle: ["app", "config", "scope", "receive", "send", "sync_spawn", "call_soon"],
+        ws_stream.WSStream._send_wsproto_event: ["self", "event"],
         AsyncioSingleTask.restart: ["self", "task_group", "action"],
         parse_socket_addr: ["family", "address"],
         Lifespan.__init__: ["self", "app", "config", "loop", "lifespan_state"],
@@ -109,6 +112,19 @@ def check_compatible() -> None:
         raise HypercornIncompatible("hypercorn WSStream no longer answers close frames as expected")
     if "self.task_group.spawn(self._send_pings)" not in inspect.getsource(ws_stream.WSStream):
         raise HypercornIncompatible("hypercorn WSStream no longer spawns its ping loop")
+    pings = inspect.getsource(ws_stream.WSStream._send_pings)
+    if "while not self.closed:" not in pings or "self._send_wsproto_event(Ping())" not in pings:
+        raise HypercornIncompatible("hypercorn WSStream pings differently: review gateway/pings.py")
+    # connection_server.ConnectionTaskGroup.spawn_app mirrors it with an AppInbox for the queue
+    spawn_app = inspect.getsource(TaskGroup.spawn_app)
+    for needle in (
+        "asyncio.Queue(config.max_app_queue_size)",
+        "app_queue.get,",
+        "partial(self._loop.run_in_executor, None)",
+        "return app_queue.put",
+    ):
+        if needle not in spawn_app:
+            raise HypercornIncompatible("hypercorn TaskGroup.spawn_app changed: review the mirror")
     if "Connection(ConnectionType.SERVER" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer makes the connection")
 

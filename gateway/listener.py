@@ -37,6 +37,7 @@ from . import tls_listener
 from .capacity import AdmissionControl
 from .connection_server import ConnectionServer
 from .logs import event
+from .pings import PingScheduler
 from .transport import ConnectionPipe
 
 log = logging.getLogger("gateway.listener")
@@ -62,6 +63,8 @@ async def serve_listeners(
     if lifespan_task.done() and lifespan_task.exception() is not None:
         raise lifespan_task.exception()  # type: ignore[misc]
     context = WorkerContext(None)
+    interval = config.websocket_ping_interval
+    pings = PingScheduler(loop, interval) if interval else None
     connections: set[asyncio.Task[Any]] = set()
 
     def track(task: asyncio.Task[Any]) -> None:
@@ -71,7 +74,7 @@ async def serve_listeners(
     class PlainPipe(ConnectionPipe):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-            server = ConnectionServer(app, loop, config, context, lifespan_state, self)
+            server = ConnectionServer(app, loop, config, context, lifespan_state, self, pings)
             track(loop.create_task(server.run()))
 
     limit = admission.settings.max_tls_handshakes if admission is not None else 0
@@ -90,7 +93,9 @@ async def serve_listeners(
         if established is not None:
             pipe, extension = established
             connection_app = tls_listener.TlsScope(app, extension)
-            server = ConnectionServer(connection_app, loop, config, context, lifespan_state, pipe)
+            server = ConnectionServer(
+                connection_app, loop, config, context, lifespan_state, pipe, pings
+            )
             await server.run()
 
     async def accept_tls(listening: socket.socket) -> None:
@@ -138,6 +143,8 @@ async def serve_listeners(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if pings is not None:
+            pings.close()
         await lifespan.wait_for_shutdown()
         lifespan_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
 import socket
 import time
@@ -71,6 +72,41 @@ async def test_peer_that_never_answers_pings_is_closed(start_gateway):
         assert time.monotonic() - started < 4, "dead peer closed within ping + pong timeout"
     finally:
         sock.close()
+
+
+def _ping_times(sock: socket.socket, seconds: float) -> list[float]:
+    """When the gateway's ping frames arrived (server frames are unmasked; pings are empty)."""
+    started = time.monotonic()
+    times: list[float] = []
+    buffer = b""
+    sock.settimeout(0.05)
+    while time.monotonic() - started < seconds:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        assert chunk, "the gateway closed the connection"
+        buffer += chunk
+        while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
+            if buffer[0] == 0x89:  # FIN + ping
+                times.append(time.monotonic() - started)
+            buffer = buffer[2 + (buffer[1] & 0x7F) :]
+    return times
+
+
+async def test_every_connection_is_pinged_once_per_interval_by_the_workers_scheduler(
+    start_gateway,
+):
+    server = await start_gateway(limits={"ping_interval_seconds": 0.5, "pong_timeout_seconds": 5})
+    sock = await asyncio.to_thread(_open_without_reading_pings, server.port)
+    try:
+        times = await asyncio.to_thread(_ping_times, sock, 1.9)
+    finally:
+        sock.close()
+    assert 2 <= len(times) <= 4, times  # about 0.5, 1.0, 1.5 s after the upgrade
+    assert times[0] >= 0.3, "the first ping one interval after the upgrade"
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(gap >= 0.3 for gap in gaps), gaps
 
 
 async def test_peer_that_answers_pings_stays_connected(start_gateway):

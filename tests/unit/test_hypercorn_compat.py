@@ -82,3 +82,27 @@ def test_connection_server_mirrors_hypercorns_tcp_server(monkeypatch):
     monkeypatch.setattr(tcp_server, "TCPServer", Changed)
     with pytest.raises(HypercornIncompatible):
         check_compatible()
+
+
+def test_a_changed_app_queue_refuses_to_start(monkeypatch):
+    """`ConnectionTaskGroup.spawn_app` mirrors TaskGroup.spawn_app with an `AppInbox`."""
+    from hypercorn.asyncio.task_group import TaskGroup
+
+    async def spawn_app(self, app, config, scope, send):  # e.g. a queue of another kind
+        return None
+
+    monkeypatch.setattr(TaskGroup, "spawn_app", spawn_app)
+    with pytest.raises(HypercornIncompatible, match="spawn_app changed"):
+        check_compatible()
+
+
+def test_changed_pings_refuse_to_start(monkeypatch):
+    """`PingScheduler` sends what Hypercorn's own ping loop sends, as long as it sends that."""
+    from hypercorn.protocol.ws_stream import WSStream
+
+    async def _send_pings(self):  # e.g. pings with a payload, or a pong check of its own
+        return None
+
+    monkeypatch.setattr(WSStream, "_send_pings", _send_pings)
+    with pytest.raises(HypercornIncompatible, match="pings differently"):
+        check_compatible()

@@ -1,0 +1,127 @@
+"""`PingScheduler`: every WebSocket's keepalive pings from one timer per worker."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import weakref
+
+import pytest
+from wsproto.events import Ping
+
+from gateway.pings import PingScheduler
+
+
+class Stream:
+    """What the scheduler uses of Hypercorn's `WSStream`: `closed` and `_send_wsproto_event`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, blocked: asyncio.Event | None = None):
+        self.closed = False
+        self.pinged_at: list[float] = []
+        self._loop = loop
+        self._blocked = blocked
+
+    async def _send_wsproto_event(self, event: object) -> None:
+        assert isinstance(event, Ping)
+        if self._blocked is not None:  # a peer whose socket buffer is full
+            await self._blocked.wait()
+        self.pinged_at.append(self._loop.time())
+
+
+async def test_each_stream_is_pinged_once_per_interval_from_one_interval_after_it_was_added():
+    loop = asyncio.get_running_loop()
+    pings = PingScheduler(loop, 0.2)
+    started = loop.time()
+    streams = [Stream(loop) for _ in range(50)]
+    for stream in streams:
+        pings.add(stream)
+    await asyncio.sleep(0.7)
+    pings.close()
+    for stream in streams:
+        # at about 0.2, 0.4 and 0.6 s (a loaded machine may run the last one late)
+        assert 2 <= len(stream.pinged_at) <= 3, stream.pinged_at
+        assert stream.pinged_at[0] - started >= 0.2 - 0.01  # not before one interval
+        gaps = [b - a for a, b in itertools.pairwise(stream.pinged_at)]
+        assert all(gap >= 0.15 for gap in gaps), gaps  # never more often (a tick: 0.05 s)
+
+
+async def test_a_discarded_stream_is_not_pinged_and_not_referenced():
+    loop = asyncio.get_running_loop()
+    pings = PingScheduler(loop, 0.1)
+    kept, dropped = Stream(loop), Stream(loop)
+    pings.add(kept)
+    pings.add(dropped)
+    pings.discard(dropped)
+    pings.discard(dropped)  # twice: nothing happens
+    assert len(pings) == 1
+    gone = weakref.ref(dropped)
+    del dropped
+    gc.collect()
+    assert gone() is None, "the scheduler holds no reference to a discarded stream"
+    await asyncio.sleep(0.25)
+    pings.close()
+    assert len(kept.pinged_at) >= 1
+
+
+async def test_a_stream_found_closed_when_due_is_dropped_without_a_ping():
+    loop = asyncio.get_running_loop()
+    pings = PingScheduler(loop, 0.1)
+    stream = Stream(loop)
+    pings.add(stream)
+    stream.closed = True
+    await asyncio.sleep(0.2)
+    assert stream.pinged_at == [] and len(pings) == 0
+    pings.close()
+
+
+async def test_a_peer_with_a_full_buffer_delays_only_its_own_ping():
+    loop = asyncio.get_running_loop()
+    pings = PingScheduler(loop, 0.1)
+    blocked = asyncio.Event()
+    stuck, healthy = Stream(loop, blocked), Stream(loop)
+    pings.add(stuck)
+    pings.add(healthy)
+    await asyncio.sleep(0.35)
+    assert stuck.pinged_at == [] and len(healthy.pinged_at) >= 2
+    blocked.set()
+    await asyncio.sleep(0.01)
+    assert stuck.pinged_at, "its pings go out once its buffer drains"
+    pings.close()
+
+
+async def test_close_stops_the_timer_and_cancels_pings_in_flight():
+    loop = asyncio.get_running_loop()
+    pings = PingScheduler(loop, 0.05)
+    stuck = Stream(loop, asyncio.Event())
+    pings.add(stuck)
+    await asyncio.sleep(0.1)
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    assert tasks, "a ping is in flight"
+    pings.close()
+    await asyncio.sleep(0)
+    assert all(task.done() for task in tasks)
+    assert len(pings) == 0
+
+
+async def test_a_failing_send_is_logged_and_the_stream_stays_scheduled(caplog):
+    loop = asyncio.get_running_loop()
+
+    class Broken(Stream):
+        async def _send_wsproto_event(self, event: object) -> None:
+            self.pinged_at.append(loop.time())
+            raise ConnectionResetError("peer went away")
+
+    pings = PingScheduler(loop, 0.05)
+    stream = Broken(loop)
+    pings.add(stream)
+    with caplog.at_level("DEBUG", logger="gateway.pings"):
+        await asyncio.sleep(0.14)
+    pings.close()
+    assert len(stream.pinged_at) >= 2
+    assert "ping not sent" in caplog.text
+
+
+async def test_the_interval_must_be_positive():
+    with pytest.raises(ValueError, match="positive"):
+        PingScheduler(asyncio.get_running_loop(), 0)
