@@ -40,8 +40,14 @@ SERVERS = ("gateway", *PEERS)
 CPU_FIGURE = "server_cpu_us_per_call"
 MEMORY_FIGURE = "kib_per_connection"
 STORM_FIGURE = "boot_all_seconds"
+CONNECT_FIGURE = "server_cpu_ms_per_connection"
 FIGURES = {"idle": MEMORY_FIGURE, "storm": STORM_FIGURE}  # else CPU per call
-UNITS = {CPU_FIGURE: "CPU us/call", MEMORY_FIGURE: "KiB/conn", STORM_FIGURE: "s to reboot all"}
+UNITS = {
+    CPU_FIGURE: "CPU us/call",
+    MEMORY_FIGURE: "KiB/conn",
+    STORM_FIGURE: "s to reboot all",
+    CONNECT_FIGURE: "CPU ms/connect",
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,11 @@ class Case:
     @property
     def figure(self) -> str:
         return FIGURES.get(self.scenario, CPU_FIGURE)
+
+    @property
+    def figures(self) -> tuple[str, ...]:
+        """Every figure reported for the case: idle runs also give the CPU of a connect."""
+        return (self.figure, CONNECT_FIGURE) if self.scenario == "idle" else (self.figure,)
 
 
 CASES = {
@@ -185,13 +196,17 @@ async def run_case(
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("case", "server", "ok", "calls_per_second", CPU_FIGURE, MEMORY_FIGURE, STORM_FIGURE)
+    keys += (CONNECT_FIGURE,)
     keys += ("refusals", "peak_rss_kib", "connect_seconds", "errors")
     return {key: record.get(key) for key in keys if key in record}
 
 
-def summarize(case: Case, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The case's figures per server and the gateway's ratio to each peer (lower is better)."""
-    figure = case.figure
+def summarize(
+    case: Case, records: dict[str, dict[str, Any]], figure: str | None = None
+) -> dict[str, Any]:
+    """One figure of the case (default: its main one) per server and the gateway's ratio to
+    each peer (lower is better)."""
+    figure = figure or case.figure
     values = {server: record.get(figure) for server, record in records.items()}
     summary: dict[str, Any] = {
         "case": case.name,
@@ -230,7 +245,9 @@ def markdown(summaries: list[dict[str, Any]], servers: list[str], command: str) 
 
 
 def _number(value: Any) -> str:
-    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def plot_summary(summaries: list[dict[str, Any]], servers: list[str], path: Path) -> None:
@@ -273,7 +290,7 @@ async def compare(args: argparse.Namespace, argv: list[str]) -> int:
         pki = BenchPki.create(work)
         for name in args.cases:
             records = await run_case(args, CASES[name], pki, work, out)
-            summaries.append(summarize(CASES[name], records))
+            summaries += [summarize(CASES[name], records, figure) for figure in CASES[name].figures]
     result = {"command": command, "machine": machine(), "cases": summaries}
     (out / "summary.json").write_text(json.dumps(result, indent=2))
     table = markdown(summaries, list(args.servers), command)
@@ -281,7 +298,7 @@ async def compare(args: argparse.Namespace, argv: list[str]) -> int:
     if args.plots:
         plot_summary(summaries, list(args.servers), out / "compare.png")
     print(table)
-    failed = [s["case"] for s in summaries if not all(s["ok"].values())]
+    failed = list(dict.fromkeys(s["case"] for s in summaries if not all(s["ok"].values())))
     if failed:
         print(f"bench.compare: errors in {', '.join(failed)} (see results.jsonl)", file=sys.stderr)
         return 1

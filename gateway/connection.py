@@ -217,7 +217,8 @@ class ChargePointConnection:
             self._inbox.append(dispatch)
             return
         result = self._invoke(dispatch)
-        if inspect.isawaitable(result):  # answer from a worker; the read loop goes on
+        # answer from a worker (the read loop goes on); a payload (a dict) is the common case
+        if type(result) is not dict and inspect.isawaitable(result):
             self._worker = asyncio.create_task(self._work(dispatch, result))
             return
         await self._send_text(self._answer(dispatch, result))

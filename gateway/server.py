@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import multiprocessing
@@ -158,12 +159,24 @@ def run_worker(
 ) -> None:
     """One worker: serve the listeners until SIGTERM/SIGINT, then drain and stop."""
     configure_logging(config.log.format, config.log.level)
+    tune_garbage_collector(config.server.gc_threshold)
     if _use_uvloop(config):
         import uvloop
 
         uvloop.run(_worker(config, listeners, supervisor_pid))
     else:
         asyncio.run(_worker(config, listeners, supervisor_pid))
+
+
+def tune_garbage_collector(young_threshold: int) -> None:
+    """Collect the young generation after `young_threshold` net allocations (0: Python's
+    default) and keep what exists at start (modules, classes, configuration) out of every later
+    collection (`gc.freeze`). A worker process only: frozen objects are never collected."""
+    if young_threshold:
+        _, middle, old = gc.get_threshold()
+        gc.set_threshold(young_threshold, middle, old)
+    gc.collect()
+    gc.freeze()
 
 
 async def _exit_when_orphaned(supervisor_pid: int, stop: asyncio.Event) -> None:
@@ -181,7 +194,13 @@ async def _worker(config: GatewayConfig, listeners: Listeners, supervisor_pid: i
     watchdog = None
     if supervisor_pid is not None:  # a worker must not outlive its supervisor
         watchdog = loop.create_task(_exit_when_orphaned(supervisor_pid, stop))
-    event(log, "worker_started", pid=os.getpid(), loop=type(loop).__module__.split(".")[0])
+    event(
+        log,
+        "worker_started",
+        pid=os.getpid(),
+        loop=type(loop).__module__.split(".")[0],
+        gc_threshold=gc.get_threshold()[0],
+    )
     await serve_gateway(config, listeners, stop)
     if watchdog is not None:
         watchdog.cancel()

@@ -19,6 +19,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from . import procfs
+from .result import connect_cpu
 from .spec import LoadSpec
 from .tally import MAX_EXAMPLES, Tally
 from .worker import WorkerPlan, worker_main
@@ -113,9 +114,11 @@ class Coordinator:
             self._sample_every(0.25)
         self._bar("connect", total=self.spec.connections, unit="conn", field_index=0)
         self._mark_now("connect")
+        self.readings["connect_start"] = self.read()
         started = time.monotonic()
         self._phase("connect")
         seconds = time.monotonic() - started
+        self.readings["connect_end"] = self.read()
         if self.sample_every is not None:
             self._sample()
         opened = sum(worker.tally.opened for worker in self.workers)
@@ -124,6 +127,7 @@ class Coordinator:
             failures=self.spec.connections - opened,
             connect_seconds=round(seconds, 3),
             connect_rate=round(opened / seconds, 1) if seconds > 0 else None,
+            **connect_cpu(self, opened),
         )
 
     def _idle(self) -> None:

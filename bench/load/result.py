@@ -1,7 +1,8 @@
 """The result record of a run: one JSON object (one line in the results file) with every figure.
 
 Common fields: scenario, url_scheme, subprotocol, connections, processes, duration, started_at,
-command, python, machine, client_loop, connect figures, errors {kind: count}, error_examples, ok.
+command, python, machine, client_loop, connect figures (connect_seconds, connect_rate,
+server_cpu_ms_per_connection), errors {kind: count}, error_examples, ok.
 Scenario figures: idle (rss_before_kib, rss_after_kib, kib_per_connection, heartbeat_check),
 heartbeat/session (calls, calls_per_second, latency_ms, server_cpu_seconds,
 server_cpu_us_per_call, client_cpu_seconds, calls_by_action, latency_ms_by_action), storm
@@ -53,6 +54,15 @@ def _delta(coordinator: Coordinator, first: str, last: str) -> tuple[float, floa
         return None
     server = b.server.cpu_seconds - a.server.cpu_seconds if a.server and b.server else None
     return (server if server is not None else -1.0), b.client_cpu_seconds - a.client_cpu_seconds
+
+
+def connect_cpu(coordinator: Coordinator, opened: int) -> dict[str, Any]:
+    """Server CPU per connection opened in the connect phase: accept, TLS handshake, HTTP
+    upgrade, authentication, session set-up (the upgrade cost of a reconnecting fleet)."""
+    cpu = _delta(coordinator, "connect_start", "connect_end")
+    if cpu is None or cpu[0] < 0 or not opened:
+        return {}
+    return {"server_cpu_ms_per_connection": round(cpu[0] * 1e3 / opened, 3)}
 
 
 def _rss(coordinator: Coordinator, name: str) -> int | None:

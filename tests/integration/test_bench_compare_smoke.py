@@ -38,3 +38,28 @@ def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == len(servers) and all(r["errors"] == {} for r in records)
     assert "| session201-ws | CPU us/call |" in (out / "summary.md").read_text()
+
+
+def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
+    out = tmp_path / "compare"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.compare", "--connections", "6", "--processes", "1"),
+            *("--duration", "0.3", "--warmup", "0.2", "--cases", "idle-ws"),
+            *("--servers", "gateway,echo", "--out", str(out), "--no-plots", "--no-progress"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    figures = [(case["case"], case["figure"]) for case in summary["cases"]]
+    assert figures == [
+        ("idle-ws", "kib_per_connection"),
+        ("idle-ws", "server_cpu_ms_per_connection"),
+    ]
+    connect = summary["cases"][1]["values"]  # /proc counts CPU in 10 ms ticks: 0 is possible
+    assert set(connect) == {"gateway", "echo"} and all(value >= 0 for value in connect.values())
+    assert "| idle-ws | CPU ms/connect |" in (out / "summary.md").read_text()
