@@ -12,15 +12,12 @@ from bench.peers.setup import installed_version
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
-    servers = ["gateway", "ocpp-lib", "echo"]
-    if installed_version() is not None:  # `python -m bench.peers.setup` ran (CI runs it)
-        servers.append("ocpp-rpc")
-    out = tmp_path / "compare"
+def compare(out: Path, case: str, servers: list[str], duration: float) -> dict:
+    """`python -m bench.compare` with 6 connections; its summary.json."""
     completed = subprocess.run(
         [
             *(sys.executable, "-m", "bench.compare", "--connections", "6", "--processes", "1"),
-            *("--duration", "0.5", "--warmup", "0.2", "--cases", "session201-ws"),
+            *("--duration", str(duration), "--warmup", "0.2", "--cases", case),
             *("--servers", ",".join(servers), "--out", str(out), "--no-plots", "--no-progress"),
         ],
         cwd=ROOT,
@@ -29,7 +26,15 @@ def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
+    servers = ["gateway", "ocpp-lib", "echo"]
+    if installed_version() is not None:  # `python -m bench.peers.setup` ran (CI runs it)
+        servers.append("ocpp-rpc")
+    out = tmp_path / "compare"
+    summary = compare(out, "session201-ws", servers, 0.5)
     assert [case["case"] for case in summary["cases"]] == ["session201-ws"]
     for case in summary["cases"]:
         assert all(case["ok"].values()) and set(case["ok"]) == set(servers)
@@ -42,19 +47,7 @@ def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
 
 def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
     out = tmp_path / "compare"
-    completed = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.compare", "--connections", "6", "--processes", "1"),
-            *("--duration", "0.3", "--warmup", "0.2", "--cases", "idle-ws"),
-            *("--servers", "gateway,echo", "--out", str(out), "--no-plots", "--no-progress"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = compare(out, "idle-ws", ["gateway", "echo"], 0.3)
     figures = [(case["case"], case["figure"]) for case in summary["cases"]]
     assert figures == [
         ("idle-ws", "kib_per_connection"),
