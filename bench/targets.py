@@ -122,13 +122,15 @@ async def start_gateway(
     *,
     workers: int = 1,
     extra_config: str = "",
+    env: dict[str, str] | None = None,
 ) -> Target:
-    """The gateway with records of `profile` for `identities` (password `BENCH_PASSWORD`)."""
+    """The gateway with records of `profile` for `identities` (password `BENCH_PASSWORD`);
+    `env` adds variables to its environment (e.g. PYTHONPATH: another source tree)."""
     directory.mkdir(parents=True, exist_ok=True)
     password = BENCH_PASSWORD if profile in (1, 2) else None
     write_records(directory / "records.json", identities, profile, password)
     config = gateway_config(directory, pki, workers=workers, extra=extra_config)
-    process = await start_serve(config, name="gateway", cwd=str(directory))
+    process = await start_serve(config, env, name="gateway", cwd=str(directory))
     try:
         await process.wait_serving(workers, timeout=60)
     except BaseException:

@@ -4,16 +4,15 @@ Hypercorn hands every ASGI app an `asyncio.Queue(max_app_queue_size)`: its `put`
 protocol calls for each WebSocket message, its `get` is the app's `receive`. A queue carries three
 deques and an `Event` (about 2.3 KiB per connection while idle) and looks its event loop up on
 every `get`. `AppInbox` keeps the same contract (FIFO, `put` waits while `maxsize` items wait,
-`get` waits while it is empty, a cancelled waiter passes its wake-up on) in a few slots: nothing
-is allocated while a connection is idle, and a message that arrives while the app waits in `get`
-costs one future.
+`get` waits while it is empty, a cancelled waiter passes its wake-up on) in a few slots and short
+lists (the app is usually the one waiter): nothing is allocated while a connection is idle but its
+waiting `get`'s future, and a message that arrives meanwhile costs one future.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from typing import Any
 
 
@@ -25,8 +24,8 @@ class AppInbox:
     def __init__(self, maxsize: int = 0) -> None:
         self._maxsize = maxsize  # 0 or less: unbounded, as asyncio.Queue
         self._items: list[Any] | None = None  # None while empty: nothing held by an idle inbox
-        self._getters: deque[asyncio.Future[None]] | None = None
-        self._putters: deque[asyncio.Future[None]] | None = None
+        self._getters: list[asyncio.Future[None]] | None = None
+        self._putters: list[asyncio.Future[None]] | None = None
 
     def qsize(self) -> int:
         """Items waiting to be received."""
@@ -40,7 +39,7 @@ class AppInbox:
         """Append `item`, waiting while the inbox is full."""
         while self.full():
             if self._putters is None:
-                self._putters = deque()
+                self._putters = []
             await _wait(self._putters, self.full)
         self.put_nowait(item)
 
@@ -56,7 +55,7 @@ class AppInbox:
         """The oldest item, waiting while there is none."""
         while self._items is None:
             if self._getters is None:
-                self._getters = deque()
+                self._getters = []
             await _wait(self._getters, self._empty)
         items = self._items
         item = items.pop(0)
@@ -69,7 +68,7 @@ class AppInbox:
         return self._items is None
 
 
-async def _wait(waiters: deque[asyncio.Future[None]], still_blocked: Any) -> None:
+async def _wait(waiters: list[asyncio.Future[None]], still_blocked: Any) -> None:
     """Wait in line in `waiters`; a waiter cancelled after its wake-up hands it to the next."""
     waiter = asyncio.get_running_loop().create_future()
     waiters.append(waiter)
@@ -84,9 +83,9 @@ async def _wait(waiters: deque[asyncio.Future[None]], still_blocked: Any) -> Non
         raise
 
 
-def _wake_first(waiters: deque[asyncio.Future[None]] | None) -> None:
+def _wake_first(waiters: list[asyncio.Future[None]] | None) -> None:
     while waiters:
-        waiter = waiters.popleft()
+        waiter = waiters.pop(0)
         if not waiter.done():
             waiter.set_result(None)
             return

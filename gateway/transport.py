@@ -69,6 +69,7 @@ class _Tls:
             self.established = True
         scratch = _scratch
         buffer, view = scratch.buffer, scratch.view
+        incoming = self.incoming
         chunks = []
         try:
             while True:
@@ -76,6 +77,8 @@ class _Tls:
                 if not size:
                     return b"".join(chunks), True
                 chunks.append(bytes(view[:size]))  # a copy: the buffer is reused at once
+                if not incoming.pending and not tls.pending():
+                    break  # all read: no read that can only raise SSLWantReadError
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:  # close_notify

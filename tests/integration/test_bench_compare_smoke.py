@@ -56,3 +56,26 @@ def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
     connect = summary["cases"][1]["values"]  # /proc counts CPU in 10 ms ticks: 0 is possible
     assert set(connect) == {"gateway", "echo"} and all(value >= 0 for value in connect.values())
     assert "| idle-ws | CPU ms/connect |" in (out / "summary.md").read_text()
+
+
+def test_ab_runs_a_revision_against_this_checkout_alternately(tmp_path):
+    out = tmp_path / "ab.json"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.ab", "--base", "HEAD", "--case", "heartbeat-ws"),
+            *("--rounds", "2", "--connections", "4", "--processes", "1", "--duration", "0.3"),
+            *("--warmup", "0.1", "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["figure"] == "server_cpu_us_per_call" and result["base"] == "HEAD"
+    assert [len(result["values"][name]) for name in ("base", "head")] == [2, 2]
+    assert all(value > 0 for series in result["values"].values() for value in series)
+    assert result["head_over_base"] > 0
+    rounds = [line for line in completed.stderr.splitlines() if line.startswith("round ")]
+    assert [line.split()[2] for line in rounds] == ["base", "head", "base", "head"]
