@@ -12,20 +12,27 @@ from bench.peers.setup import installed_version
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compare(out: Path, case: str, servers: list[str], duration: float) -> dict:
-    """`python -m bench.compare` with 6 connections; its summary.json."""
+def bench(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python -m bench.<module> ARGUMENTS` from the repository, which must succeed."""
     completed = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.compare", "--connections", "6", "--processes", "1"),
-            *("--duration", str(duration), "--warmup", "0.2", "--cases", case),
-            *("--servers", ",".join(servers), "--out", str(out), "--no-plots", "--no-progress"),
-        ],
+        [sys.executable, "-m", f"bench.{module}", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def compare(out: Path, case: str, servers: list[str], duration: float) -> dict:
+    """`python -m bench.compare` with 6 connections; its summary.json."""
+    bench(
+        "compare",
+        *("--connections", "6", "--processes", "1", "--duration", str(duration)),
+        *("--warmup", "0.2", "--cases", case, "--servers", ",".join(servers)),
+        *("--out", str(out), "--no-plots", "--no-progress"),
+    )
     return json.loads((out / "summary.json").read_text())
 
 
@@ -60,18 +67,11 @@ def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
 
 def test_ab_runs_a_revision_against_this_checkout_alternately(tmp_path):
     out = tmp_path / "ab.json"
-    completed = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.ab", "--base", "HEAD", "--case", "heartbeat-ws"),
-            *("--rounds", "2", "--connections", "4", "--processes", "1", "--duration", "0.3"),
-            *("--warmup", "0.1", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    completed = bench(
+        "ab",
+        *("--base", "HEAD", "--case", "heartbeat-ws", "--rounds", "2", "--connections", "4"),
+        *("--processes", "1", "--duration", "0.3", "--warmup", "0.1", "--out", str(out)),
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["figure"] == "server_cpu_us_per_call" and result["base"] == "HEAD"
     assert [len(result["values"][name]) for name in ("base", "head")] == [2, 2]
