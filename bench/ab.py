@@ -81,7 +81,7 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 value = await measure(args, tree, work, pki)
                 values[name].append(value)
                 print(f"round {round_number + 1}: {name} {value}", file=sys.stderr, flush=True)
-    medians = {name: statistics.median(series) for name, series in values.items()}
+    medians = {name: round(statistics.median(series), 2) for name, series in values.items()}
     return {
         "command": shlex.join(["python", "-m", "bench.ab", *argv]),
         "case": args.case,
