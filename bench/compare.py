@@ -12,6 +12,8 @@ the transport for messages of the same size.
 
 The figures that matter are ratios measured in the same run (the machine is shared and noisy):
 the gateway's server CPU time per call against each peer's, and its memory per idle connection.
+With `--rounds N` every case runs N times (each time every server in turn) and the figures are
+the medians, so a slow spell of the machine during one server's run weighs less.
 Written to `--out` (default `bench/results/compare-<time>/`): every load record as a JSON line
 (`results.jsonl`, with `server` and `case`), `summary.json` (figures and ratios per case),
 `summary.md` (the table for docs/benchmarks.md), one PNG per load run and `compare.png`.
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -181,17 +184,49 @@ async def run_case(
             args.workers,
             args.gateway_config.read_text() if args.gateway_config else "",
         )
+        profiler = None
         try:
             spec = load_spec(args, case, target, pki, out, certs)
             spec.command = shlex.join(["python", "-m", "bench.load", *spec.to_args()])
+            if args.profile and server == "gateway":
+                profiler = await start_profiler(target, args, out / f"profile-{case.name}")
             record = await asyncio.to_thread(run_load, spec)
         finally:
+            if profiler is not None:
+                await asyncio.wait_for(profiler.wait(), 60)
             await target.stop()
         record.update(server=server, case=case.name)
         append_line(str(out / "results.jsonl"), record)
         records[server] = record
         print(json.dumps(_brief(record)), file=sys.stderr, flush=True)
     return records
+
+
+async def start_profiler(target: Target, args: argparse.Namespace, path: Path) -> Any:
+    """py-spy on the gateway's processes (100 Hz, not pausing them) from now until the end of the
+    measured window: a flame graph (`path`.svg) and the collapsed stacks (`path`.txt, for
+    `python -m bench.profiles`), two samplers side by side."""
+    seconds = max(1, round(args.warmup + args.duration))
+    base = ["py-spy", "record", "--subprocesses", "--nonblocking", "--rate", "100"]
+    base += ["--duration", str(seconds), "--pid", str(target.pids[0])]
+    samplers = [
+        await asyncio.create_subprocess_exec(
+            *base,
+            *("--format", kind, "--output", f"{path}.{suffix}"),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        for kind, suffix in (("flamegraph", "svg"), ("raw", "txt"))
+    ]
+    return _Samplers(samplers)
+
+
+class _Samplers:
+    def __init__(self, processes: list[Any]) -> None:
+        self.processes = processes
+
+    async def wait(self) -> None:
+        await asyncio.gather(*(process.wait() for process in self.processes))
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
@@ -202,21 +237,31 @@ def _brief(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize(
-    case: Case, records: dict[str, dict[str, Any]], figure: str | None = None
+    case: Case, rounds: list[dict[str, dict[str, Any]]], figure: str | None = None
 ) -> dict[str, Any]:
-    """One figure of the case (default: its main one) per server and the gateway's ratio to
-    each peer (lower is better)."""
+    """One figure of the case (default: its main one) per server, the median over the rounds
+    (each a record per server), and the gateway's ratio to each peer (lower is better)."""
     figure = figure or case.figure
-    values = {server: record.get(figure) for server, record in records.items()}
+    servers = list(rounds[0])
+
+    def median(key: str, server: str, pick: Any = None) -> Any:
+        found = [pick(r[server]) if pick else r[server].get(key) for r in rounds if server in r]
+        found = [value for value in found if isinstance(value, int | float)]
+        return round(statistics.median(found), 3) if found else None
+
+    values = {server: median(figure, server) for server in servers}
     summary: dict[str, Any] = {
         "case": case.name,
         "figure": figure,
         "values": values,
-        "calls_per_second": {s: r.get("calls_per_second") for s, r in records.items()},
-        "latency_ms_p99": {s: (r.get("latency_ms") or {}).get("p99") for s, r in records.items()},
-        "ok": {server: bool(record.get("ok")) for server, record in records.items()},
-        "peak_rss_kib": {s: r.get("peak_rss_kib") for s, r in records.items()},
-        "refusals": {s: r.get("refusals") for s, r in records.items()},
+        "rounds": {s: [r[s].get(figure) for r in rounds if s in r] for s in servers},
+        "calls_per_second": {s: median("calls_per_second", s) for s in servers},
+        "latency_ms_p99": {
+            s: median("", s, lambda r: (r.get("latency_ms") or {}).get("p99")) for s in servers
+        },
+        "ok": {s: all(bool(r[s].get("ok")) for r in rounds if s in r) for s in servers},
+        "peak_rss_kib": {s: median("peak_rss_kib", s) for s in servers},
+        "refusals": {s: median("refusals", s) for s in servers},
     }
     ours = values.get("gateway")
     if ours:
@@ -289,8 +334,9 @@ async def compare(args: argparse.Namespace, argv: list[str]) -> int:
         work = Path(temporary)
         pki = BenchPki.create(work)
         for name in args.cases:
-            records = await run_case(args, CASES[name], pki, work, out)
-            summaries += [summarize(CASES[name], records, figure) for figure in CASES[name].figures]
+            case = CASES[name]
+            rounds = [await run_case(args, case, pki, work, out) for _ in range(args.rounds)]
+            summaries += [summarize(case, rounds, figure) for figure in case.figures]
     result = {"command": command, "machine": machine(), "cases": summaries}
     (out / "summary.json").write_text(json.dumps(result, indent=2))
     table = markdown(summaries, list(args.servers), command)
@@ -311,6 +357,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of each case (every server in turn): medians"
+    )
     parser.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     parser.add_argument("--cases", type=_names(CASES), default=list(DEFAULT_CASES))
     parser.add_argument("--servers", type=_names(SERVERS), default=list(SERVERS))
@@ -322,6 +371,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, help="heartbeat/session: total calls per second")
     parser.add_argument(
         "--gateway-config", type=Path, help="a TOML file appended to the gateway's configuration"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the gateway with py-spy: profile-CASE.svg and .txt in --out",
     )
     return parser.parse_args(argv)
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.peers.setup import installed_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,13 +27,13 @@ def bench(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     return completed
 
 
-def compare(out: Path, case: str, servers: list[str], duration: float) -> dict:
+def compare(out: Path, case: str, servers: list[str], duration: float, rounds: int = 1) -> dict:
     """`python -m bench.compare` with 6 connections; its summary.json."""
     bench(
         "compare",
         *("--connections", "6", "--processes", "1", "--duration", str(duration)),
         *("--warmup", "0.2", "--cases", case, "--servers", ",".join(servers)),
-        *("--out", str(out), "--no-plots", "--no-progress"),
+        *("--out", str(out), "--no-plots", "--no-progress", "--rounds", str(rounds)),
     )
     return json.loads((out / "summary.json").read_text())
 
@@ -54,7 +56,7 @@ def test_compare_runs_the_mix_against_every_server_without_errors(tmp_path):
 
 def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
     out = tmp_path / "compare"
-    summary = compare(out, "idle-ws", ["gateway", "echo"], 0.3)
+    summary = compare(out, "idle-ws", ["gateway", "echo"], 0.3, rounds=2)
     figures = [(case["case"], case["figure"]) for case in summary["cases"]]
     assert figures == [
         ("idle-ws", "kib_per_connection"),
@@ -63,6 +65,10 @@ def test_an_idle_case_reports_memory_and_the_cpu_of_a_connect(tmp_path):
     connect = summary["cases"][1]["values"]  # /proc counts CPU in 10 ms ticks: 0 is possible
     assert set(connect) == {"gateway", "echo"} and all(value >= 0 for value in connect.values())
     assert "| idle-ws | CPU ms/connect |" in (out / "summary.md").read_text()
+    memory = summary["cases"][0]
+    assert [len(memory["rounds"][server]) for server in ("gateway", "echo")] == [2, 2]
+    for server, series in memory["rounds"].items():  # the median of two: their mean
+        assert memory["values"][server] == pytest.approx(sum(series) / 2, abs=0.001)
 
 
 def test_ab_runs_a_revision_against_this_checkout_alternately(tmp_path):

@@ -420,3 +420,26 @@ def test_client_certificates_pass_the_gateways_profile3_check(tmp_path: Path) ->
         assert key.curve.name == "secp256r1"
         remaining = leaf.not_valid_after_utc - datetime.now(UTC)
         assert remaining.days > 30  # beyond the gateway's renewal window
+
+
+def test_profile_summary_counts_own_samples_by_module_and_part() -> None:
+    from bench.profiles import summarize
+
+    site = "/x/.venv/lib/python3.11/site-packages"
+    lines = [
+        "run (<frozen runpy>:1);write (/work/main/gateway/transport.py:318) 30",
+        f"run (<frozen runpy>:1);events ({site}/wsproto/frame_protocol.py:5) 20",
+        f"run (<frozen runpy>:1);handle ({site}/hypercorn/protocol/ws_stream.py:9) 10",
+        "run (<frozen runpy>:1);parse_frame (/work/main/gateway/ocppj/codec.py:100) 40",
+        "not a stack line",
+    ]
+    total, parts, modules, functions = summarize(lines)
+    assert total == 100
+    assert modules["gateway/transport.py"] == 30 and modules["wsproto/frame_protocol.py"] == 20
+    assert parts == {
+        "the gateway's transport": 30,
+        "wsproto": 20,
+        "Hypercorn and h11": 10,
+        "the gateway's OCPP work": 40,
+    }
+    assert functions["parse_frame (gateway/ocppj/codec.py)"] == 40
