@@ -63,6 +63,7 @@ class Case:
     subprotocol: str = "ocpp1.6"
     profile: int = 0
     mutual: bool = False
+    meter_values: int = 5  # session: MeterValues per transaction
 
     @property
     def figure(self) -> str:
@@ -82,6 +83,10 @@ CASES = {
         Case("session16-ws", "session", "ws"),
         Case("session201-ws", "session", "ws", "ocpp2.0.1"),
         Case("session16-wss", "session", "wss", profile=2),
+        # an hour's charge sampled every minute: the traffic of a busy fleet is mostly MeterValues
+        Case("hour16-ws", "session", "ws", meter_values=60),
+        Case("hour201-ws", "session", "ws", "ocpp2.0.1", meter_values=60),
+        Case("hour16-wss", "session", "wss", profile=2, meter_values=60),
         Case("idle-ws", "idle", "ws"),
         Case("idle-wss", "idle", "wss", profile=2),
         Case("heartbeat-mtls", "heartbeat", "wss", profile=3, mutual=True),
@@ -146,6 +151,7 @@ def load_spec(
         duration=args.duration,
         warmup=args.warmup,
         subprotocol=case.subprotocol,
+        meter_values=case.meter_values,
         identity_prefix=args.identity_prefix,
         password=BENCH_PASSWORD if case.profile in (1, 2) and target.name == "gateway" else None,
         ca_file=str(pki.trust) if tls else None,
