@@ -3,8 +3,9 @@
 Run: `python -m bench.ab --base HEAD~1 --case session16-ws` (defaults: 4 rounds of 1,000
 connections, 8 s windows). The base revision is exported with `git archive` into a temporary
 directory and run from there (PYTHONPATH in front of this checkout); the head is this checkout as
-it is on disk, uncommitted changes included. Each round runs base then head, each in a fresh
-gateway process, so a slow spell of the shared machine hits both. Prints and writes
+it is on disk, uncommitted changes included. Each round runs both, each in a fresh gateway
+process, base first in odd rounds and head first in even ones, so a slow spell of the shared
+machine hits both and neither always goes first. Prints and writes
 (`--out`, default `bench/results/ab-<time>.json`) one JSON object: every value, the medians and
 head / base. The figure is the case's (`bench.compare`): server CPU per call, KiB per idle
 connection, or seconds until a storm is booted again.
@@ -77,7 +78,10 @@ async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         base = export(args.base, work / "base")
         pki = BenchPki.create(work)
         for round_number in range(args.rounds):
-            for name, tree in (("base", base), ("head", None)):
+            order = [("base", base), ("head", None)]
+            if round_number % 2:  # base, head, head, base, ...: neither always goes first
+                order.reverse()
+            for name, tree in order:
                 value = await measure(args, tree, work, pki)
                 values[name].append(value)
                 print(f"round {round_number + 1}: {name} {value}", file=sys.stderr, flush=True)

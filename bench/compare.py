@@ -37,6 +37,7 @@ from typing import Any
 
 from bench.load.spec import LoadSpec
 from bench.peers import PEERS
+from bench.profiler import WindowProfiler
 from bench.targets import BENCH_PASSWORD, BenchPki, Target, start_gateway, start_peer
 
 SERVERS = ("gateway", *PEERS)
@@ -139,7 +140,13 @@ async def start_target(
 
 
 def load_spec(
-    args: argparse.Namespace, case: Case, target: Target, pki: BenchPki, out: Path, certs: Path
+    args: argparse.Namespace,
+    case: Case,
+    target: Target,
+    pki: BenchPki,
+    out: Path,
+    certs: Path,
+    suffix: str = "",
 ) -> LoadSpec:
     """The load run of `case` against `target`."""
     tls = case.scheme == "wss"
@@ -159,7 +166,7 @@ def load_spec(
         server_pids=target.pids,
         expect=target.expect,  # type: ignore[arg-type]
         out=None,  # written by run_case, with the server and the case
-        plot=str(out / f"{case.name}-{target.name}.png") if args.plots else None,
+        plot=str(out / f"{case.name}-{target.name}{suffix}.png") if args.plots else None,
         no_progress=args.no_progress,
         deadline=args.deadline,
         heartbeat_check=case.scenario == "idle",
@@ -169,9 +176,9 @@ def load_spec(
 
 
 async def run_case(
-    args: argparse.Namespace, case: Case, pki: BenchPki, work: Path, out: Path
+    args: argparse.Namespace, case: Case, pki: BenchPki, work: Path, out: Path, round_index: int = 0
 ) -> dict[str, dict[str, Any]]:
-    """Every server under `case`; the load records by server."""
+    """Every server under `case` (round `round_index`); the load records by server."""
     from bench.load.result import append_line
     from bench.load.run import run_load
 
@@ -180,7 +187,10 @@ async def run_case(
     if case.mutual:
         pki.client_certificates(identities, certs)
     records: dict[str, dict[str, Any]] = {}
-    for server in args.servers:
+    suffix = f"-round{round_index + 1}" if args.rounds > 1 else ""
+    servers = list(args.servers)
+    servers = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
+    for server in servers:  # each round starts with the next server: no server always first
         target = await start_target(
             server,
             case,
@@ -192,47 +202,23 @@ async def run_case(
         )
         profiler = None
         try:
-            spec = load_spec(args, case, target, pki, out, certs)
+            spec = load_spec(args, case, target, pki, out, certs, suffix)
             spec.command = shlex.join(["python", "-m", "bench.load", *spec.to_args()])
             if args.profile and server == "gateway":
-                profiler = await start_profiler(target, args, out / f"profile-{case.name}")
-            record = await asyncio.to_thread(run_load, spec)
+                profiler = WindowProfiler(target.pids[0], out / f"profile-{case.name}{suffix}")
+            on_window = profiler.on_window if profiler is not None else None
+            record = await asyncio.to_thread(run_load, spec, on_window)
         finally:
-            if profiler is not None:
-                await asyncio.wait_for(profiler.wait(), 60)
-            await target.stop()
-        record.update(server=server, case=case.name)
+            try:
+                if profiler is not None:
+                    await profiler.finish()
+            finally:
+                await target.stop()
+        record.update(server=server, case=case.name, round=round_index + 1)
         append_line(str(out / "results.jsonl"), record)
         records[server] = record
         print(json.dumps(_brief(record)), file=sys.stderr, flush=True)
     return records
-
-
-async def start_profiler(target: Target, args: argparse.Namespace, path: Path) -> Any:
-    """py-spy on the gateway's processes (100 Hz, not pausing them) from now until the end of the
-    measured window: a flame graph (`path`.svg) and the collapsed stacks (`path`.txt, for
-    `python -m bench.profiles`), two samplers side by side."""
-    seconds = max(1, round(args.warmup + args.duration))
-    base = ["py-spy", "record", "--subprocesses", "--nonblocking", "--rate", "100"]
-    base += ["--duration", str(seconds), "--pid", str(target.pids[0])]
-    samplers = [
-        await asyncio.create_subprocess_exec(
-            *base,
-            *("--format", kind, "--output", f"{path}.{suffix}"),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        for kind, suffix in (("flamegraph", "svg"), ("raw", "txt"))
-    ]
-    return _Samplers(samplers)
-
-
-class _Samplers:
-    def __init__(self, processes: list[Any]) -> None:
-        self.processes = processes
-
-    async def wait(self) -> None:
-        await asyncio.gather(*(process.wait() for process in self.processes))
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
@@ -341,7 +327,7 @@ async def compare(args: argparse.Namespace, argv: list[str]) -> int:
         pki = BenchPki.create(work)
         for name in args.cases:
             case = CASES[name]
-            rounds = [await run_case(args, case, pki, work, out) for _ in range(args.rounds)]
+            rounds = [await run_case(args, case, pki, work, out, n) for n in range(args.rounds)]
             summaries += [summarize(case, rounds, figure) for figure in case.figures]
     result = {"command": command, "machine": machine(), "cases": summaries}
     (out / "summary.json").write_text(json.dumps(result, indent=2))

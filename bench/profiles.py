@@ -15,17 +15,19 @@ from collections import Counter
 from pathlib import Path
 
 FRAME = re.compile(r"(?P<function>.*) \((?P<path>.*?):\d+\)$")
-# First match wins: (part, substring of the frame's file path).
+# First match wins: (part, start of the module path as `module_of` gives it).
 PARTS: tuple[tuple[str, str], ...] = (
+    ("Hypercorn and h11", "hypercorn/"),
+    ("Hypercorn and h11", "h11/"),
     ("the event loop (uvloop, asyncio)", "asyncio/"),
+    ("the event loop (uvloop, asyncio)", "uvloop/"),
     ("the gateway's transport", "gateway/transport.py"),
     ("the gateway's transport", "gateway/connection_server.py"),
     ("the gateway's transport", "gateway/listener.py"),
     ("the gateway's transport", "gateway/app_inbox.py"),
-    ("TLS (ssl.py)", "/ssl.py"),
+    ("the gateway's transport", "gateway/pings.py"),
+    ("TLS (ssl.py)", "ssl.py"),
     ("password hashing (argon2, connects)", "argon2/"),
-    ("Hypercorn and h11", "hypercorn/"),
-    ("Hypercorn and h11", "h11/"),
     ("wsproto", "wsproto/"),
     ("metrics (prometheus_client)", "prometheus_client/"),
     ("the gateway's OCPP work", "gateway/"),
@@ -47,8 +49,8 @@ def module_of(frame: str) -> str:
 
 
 def part_of(module: str) -> str:
-    for part, needle in PARTS:
-        if needle in f"/{module}":
+    for part, prefix in PARTS:
+        if module.startswith(prefix):
             return part
     return "other (dataclass __init__, codecs, abc, logging, ...)"
 

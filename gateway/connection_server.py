@@ -78,7 +78,7 @@ class ConnectionTaskGroup(TaskGroup):
 
     def spawn(self, func: Any, *args: Any) -> None:
         stream = getattr(func, "__self__", None)
-        if isinstance(stream, WSStream):  # its ping loop: the worker's scheduler pings instead
+        if getattr(func, "__func__", None) is WSStream._send_pings:  # the scheduler pings instead
             if self._pings is not None and not self._ended:
                 self._pings.add(stream)
                 if self._streams is None:
@@ -132,7 +132,7 @@ class ConnectionServer:
         self.pipe = pipe
         self.protocol: ProtocolWrapper | None = None
         self.idle_task = AsyncioSingleTask()
-        self._task_group: TaskGroup | None = None
+        self._task_group: ConnectionTaskGroup | None = None
 
     async def run(self) -> None:
         """Serve until the peer or the app closes the connection."""
@@ -169,6 +169,8 @@ class ConnectionServer:
         except OSError:
             pass
         finally:
+            if self._task_group is not None:  # also when the task group ended by an exception
+                self._task_group.end_pings()
             await self._close()
 
     async def protocol_send(self, event: Event) -> None:

@@ -10,8 +10,10 @@ is sent from a short task of its own, so a peer whose socket buffer is full dela
 ping. Streams leave the schedule when they close (`discard`, called by the connection's task
 group) or when the scheduler finds them closed.
 
-One difference from Hypercorn: its first ping goes out right after the handshake, ours one interval
-later (a peer silent for `ping_interval + pong_timeout` is still closed by the read timeout).
+Differences from Hypercorn: its first ping goes out right after the handshake, ours one interval
+(plus up to one tick) later, and a stream's next ping waits while its last one is still being
+sent (a peer that stops reading gets no pile of pings); the read timeout allows for the tick
+(`gateway.server.hypercorn_config`).
 
 Hypercorn internals used (pinned, checked by `hypercorn_compat`): `WSStream.closed` and
 `WSStream._send_wsproto_event`, what its own ping loop calls.
@@ -31,6 +33,12 @@ log = logging.getLogger("gateway.pings")
 MAX_TICK_SECONDS = 1.0
 
 
+def tick_for(interval: float) -> float:
+    """The scheduler's resolution for `interval`: at most 1 s, at most a quarter of the
+    interval, and a whole fraction of it (so every period is exactly `interval`)."""
+    return interval / max(4, math.ceil(interval / MAX_TICK_SECONDS))
+
+
 class PingScheduler:
     """Pings every added stream once per `interval` seconds, within `tick` seconds."""
 
@@ -38,6 +46,7 @@ class PingScheduler:
         "_armed_for",
         "_bucket_of",
         "_buckets",
+        "_in_flight",
         "_interval",
         "_loop",
         "_sending",
@@ -51,13 +60,14 @@ class PingScheduler:
             raise ValueError("the ping interval must be positive")
         self._loop = loop
         self._interval = interval
-        self._tick = min(MAX_TICK_SECONDS, interval / 4)
-        self._steps = max(1, math.ceil(interval / self._tick - 1e-9))  # buckets per interval
+        self._tick = tick_for(interval)
+        self._steps = round(interval / self._tick)  # buckets per interval: a whole number
         self._buckets: dict[int, set[Any]] = {}  # bucket number -> streams due then
         self._bucket_of: dict[Any, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = 0  # the bucket the timer fires for
         self._sending: set[asyncio.Task[None]] = set()
+        self._in_flight: set[Any] = set()  # streams whose last ping is still being sent
 
     def __len__(self) -> int:
         return len(self._bucket_of)
@@ -84,6 +94,7 @@ class PingScheduler:
             self._timer = None
         for task in list(self._sending):
             task.cancel()
+        self._in_flight.clear()
         self._buckets.clear()
         self._bucket_of.clear()
 
@@ -115,7 +126,8 @@ class PingScheduler:
                 del self._bucket_of[stream]
                 if stream.closed:
                     continue
-                self._send(stream)
+                if stream not in self._in_flight:  # one ping at a time, as Hypercorn's loop
+                    self._send(stream)
                 self._schedule(stream, then)
         if self._buckets:
             self._arm(min(self._buckets))
@@ -123,7 +135,13 @@ class PingScheduler:
     def _send(self, stream: Any) -> None:
         task = self._loop.create_task(_ping(stream))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._in_flight.add(stream)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._sending.discard(task)
+            self._in_flight.discard(stream)
+
+        task.add_done_callback(done)
 
 
 async def _ping(stream: Any) -> None:

@@ -34,6 +34,7 @@ from .hypercorn_compat import check_compatible, report_peer_close_codes, set_per
 from .listener import serve_listeners
 from .logs import configure_logging, event
 from .metrics import MetricsDir, prepare_metrics_dir
+from .pings import tick_for
 from .status import StatusListener
 
 log = logging.getLogger("gateway.server")
@@ -47,8 +48,9 @@ def hypercorn_config(config: GatewayConfig) -> HypercornConfig:
     ping = config.limits.ping_interval_seconds
     hc.websocket_ping_interval = ping or None
     # Hypercorn sends pings but never checks pongs: a peer that sends nothing (not even a pong)
-    # for ping + pong_timeout seconds is dead, and the read timeout closes its socket.
-    hc.read_timeout = math.ceil(ping + config.limits.pong_timeout_seconds) if ping else None
+    # for ping (+ the scheduler's tick) + pong_timeout seconds is dead: the read timeout closes it.
+    pong = config.limits.pong_timeout_seconds
+    hc.read_timeout = math.ceil(ping + tick_for(ping) + pong) if ping else None
     hc.backlog = config.server.backlog
     hc.graceful_timeout = 2.0
     hc.keep_alive_timeout = 5.0

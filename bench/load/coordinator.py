@@ -13,6 +13,7 @@ import multiprocessing
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -62,8 +63,11 @@ class Reading:
 class Coordinator:
     """One load run."""
 
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(
+        self, spec: LoadSpec, on_window: Callable[[float, float], None] | None = None
+    ) -> None:
         self.spec = spec
+        self.on_window = on_window  # told the measured window of heartbeat and session runs
         self.begin = time.monotonic()
         self.deadline = self.begin + spec.deadline
         self.workers: list[WorkerHandle] = []
@@ -147,6 +151,8 @@ class Coordinator:
         start = begin + spec.warmup
         end = start + spec.duration
         self.marks.update(window_start=start, window_end=end)
+        if self.on_window is not None:
+            self.on_window(start, end)
         for name, at in (("load", begin), ("window_start", start), ("window_end", end)):
             self.timeline[name] = round(at - self.begin, 3)
         self.next_sample = begin

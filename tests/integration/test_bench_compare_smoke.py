@@ -84,4 +84,4 @@ def test_ab_runs_a_revision_against_this_checkout_alternately(tmp_path):
     assert all(value > 0 for series in result["values"].values() for value in series)
     assert result["head_over_base"] > 0
     rounds = [line for line in completed.stderr.splitlines() if line.startswith("round ")]
-    assert [line.split()[2] for line in rounds] == ["base", "head", "base", "head"]
+    assert [line.split()[2] for line in rounds] == ["base", "head", "head", "base"]

@@ -443,3 +443,20 @@ def test_profile_summary_counts_own_samples_by_module_and_part() -> None:
         "the gateway's OCPP work": 40,
     }
     assert functions["parse_frame (gateway/ocppj/codec.py)"] == 40
+
+
+@pytest.mark.parametrize(
+    ("module", "part"),
+    [
+        ("hypercorn/asyncio/task_group.py", "Hypercorn and h11"),
+        ("asyncio/runners.py", "the event loop (uvloop, asyncio)"),
+        ("uvloop/__init__.py", "the event loop (uvloop, asyncio)"),
+        ("ssl.py", "TLS (ssl.py)"),
+        ("gateway/app_inbox.py", "the gateway's transport"),
+        ("gateway/session.py", "the gateway's OCPP work"),
+    ],
+)
+def test_profile_parts_are_told_by_the_start_of_the_module_path(module: str, part: str) -> None:
+    from bench.profiles import part_of
+
+    assert part_of(module) == part

@@ -10,7 +10,7 @@ import weakref
 import pytest
 from wsproto.events import Ping
 
-from gateway.pings import PingScheduler
+from gateway.pings import MAX_TICK_SECONDS, PingScheduler, tick_for
 
 
 class Stream:
@@ -19,11 +19,13 @@ class Stream:
     def __init__(self, loop: asyncio.AbstractEventLoop, blocked: asyncio.Event | None = None):
         self.closed = False
         self.pinged_at: list[float] = []
+        self.sends_started = 0
         self._loop = loop
         self._blocked = blocked
 
     async def _send_wsproto_event(self, event: object) -> None:
         assert isinstance(event, Ping)
+        self.sends_started += 1
         if self._blocked is not None:  # a peer whose socket buffer is full
             await self._blocked.wait()
         self.pinged_at.append(self._loop.time())
@@ -84,6 +86,7 @@ async def test_a_peer_with_a_full_buffer_delays_only_its_own_ping():
     pings.add(healthy)
     await asyncio.sleep(0.35)
     assert stuck.pinged_at == [] and len(healthy.pinged_at) >= 2
+    assert stuck.sends_started == 1, "no pile of pings behind one that cannot be written"
     blocked.set()
     await asyncio.sleep(0.01)
     assert stuck.pinged_at, "its pings go out once its buffer drains"
@@ -125,3 +128,10 @@ async def test_a_failing_send_is_logged_and_the_stream_stays_scheduled(caplog):
 async def test_the_interval_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         PingScheduler(asyncio.get_running_loop(), 0)
+
+
+@pytest.mark.parametrize("interval", [0.2, 0.5, 2.1, 4.0, 5.5, 60.0, 86400.0])
+def test_the_tick_divides_the_interval_so_every_period_is_exact(interval: float) -> None:
+    tick = tick_for(interval)
+    assert tick <= MAX_TICK_SECONDS and tick <= interval / 4
+    assert tick * round(interval / tick) == pytest.approx(interval)
