@@ -33,29 +33,26 @@ def handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> ssl.SSLObject:
     return c
 
 
-def test_tls13_issues_no_session_ticket_and_keeps_no_session(tmp_path: Path) -> None:
-    """No TLS 1.3 resumption: nothing cached per handshake, no verification skipped."""
+def sessions_cached_after(tmp_path: Path, version: ssl.TLSVersion, handshakes: int) -> int:
+    """`handshakes` full handshakes at `version` (none with a ticket); sessions then cached."""
     files = make_tls_files(tmp_path)
     server = server_context([(files["cert"], files["key"])], None)
     client = client_context(files)
-    client.minimum_version = ssl.TLSVersion.TLSv1_3
-    for _ in range(5):
+    client.minimum_version = client.maximum_version = version
+    for _ in range(handshakes):
         tls = handshake(server, client)
-        assert tls.version() == "TLSv1.3"
+        assert tls.version() == version.name.replace("v1_", "v1.")
         assert tls.session is not None and not tls.session.has_ticket
-    assert server.session_stats()["number"] == 0
+    return server.session_stats()["number"]
+
+
+def test_tls13_issues_no_session_ticket_and_keeps_no_session(tmp_path: Path) -> None:
+    """No TLS 1.3 resumption: nothing cached per handshake, no verification skipped."""
+    assert sessions_cached_after(tmp_path, ssl.TLSVersion.TLSv1_3, 5) == 0
 
 
 def test_tls12_keeps_session_ids_without_tickets(tmp_path: Path) -> None:
     """TLS 1.2 resumes by session id from OpenSSL's server cache (Python cannot turn it off);
     no stateless tickets. A resumed session skips certificate verification at the TLS layer,
     which is why the application checks every profile-3 connection again (docs/security.md)."""
-    files = make_tls_files(tmp_path)
-    server = server_context([(files["cert"], files["key"])], None)
-    client = client_context(files)
-    client.maximum_version = ssl.TLSVersion.TLSv1_2
-    for _ in range(3):
-        tls = handshake(server, client)
-        assert tls.version() == "TLSv1.2"
-        assert tls.session is not None and not tls.session.has_ticket
-    assert server.session_stats()["number"] == 3
+    assert sessions_cached_after(tmp_path, ssl.TLSVersion.TLSv1_2, 3) == 3
