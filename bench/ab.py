@@ -7,8 +7,9 @@ it is on disk, uncommitted changes included. Each round runs both, each in a fre
 process, base first in odd rounds and head first in even ones, so a slow spell of the shared
 machine hits both and neither always goes first. Prints and writes
 (`--out`, default `bench/results/ab-<time>.json`) one JSON object: every value, the medians and
-head / base. The figure is the case's (`bench.compare`): server CPU per call, KiB per idle
-connection, or seconds until a storm is booted again.
+head / base; the load records go to `results.jsonl` in the folder of the same name. The
+figure is the case's (`bench.compare`): server CPU per call, KiB per idle connection, or
+seconds until a storm is booted again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import argparse
 import asyncio
 import json
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.compare import CASES, load_spec
+from bench.compare import CASES, run_server, summarize
 from bench.compare import parse_args as compare_args
-from bench.targets import BenchPki, start_gateway
+from bench.targets import BenchPki
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,58 +42,44 @@ def export(revision: str, directory: Path) -> Path:
     return directory
 
 
-async def measure(args: argparse.Namespace, tree: Path | None, work: Path, pki: BenchPki) -> Any:
-    """One fresh gateway (from `tree`, or this checkout) under the case; its figure."""
-    from bench.load.run import run_load
-
+async def run(args: argparse.Namespace, argv: list[str], records: Path) -> dict[str, Any]:
+    """Every round (base and head, alternating who goes first); the summary. The load records
+    are appended to `records`/results.jsonl."""
     case = CASES[args.case]
     options = compare_args(
         [
             *("--connections", str(args.connections), "--processes", str(args.processes)),
             *("--duration", str(args.duration), "--warmup", str(args.warmup)),
-            *("--no-progress", "--no-plots"),
+            *("--rounds", str(args.rounds), "--no-progress", "--no-plots"),
         ]
     )
-    identities = [f"{options.identity_prefix}{n:06d}" for n in range(args.connections)]
-    env = {"PYTHONPATH": str(tree)} if tree is not None else None
-    directory = Path(tempfile.mkdtemp(dir=work))
-    target = await start_gateway(directory, pki, case.scheme, identities, case.profile, env=env)
-    try:
-        certs = work / "client-certs"
-        if case.mutual:
-            pki.client_certificates(identities, certs)
-        spec = load_spec(options, case, target, pki, work, certs)
-        record = await asyncio.to_thread(run_load, spec)
-    finally:
-        await target.stop()
-    if not record.get("ok"):
-        raise SystemExit(f"bench.ab: the run had errors: {record.get('errors')}")
-    return record.get(case.figure)
-
-
-async def run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    values: dict[str, list[Any]] = {"base": [], "head": []}
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="ocpp-ab-") as temporary:
         work = Path(temporary)
-        base = export(args.base, work / "base")
+        trees = {"base": {"PYTHONPATH": str(export(args.base, work / "base"))}, "head": None}
         pki = BenchPki.create(work)
-        for round_number in range(args.rounds):
-            order = [("base", base), ("head", None)]
-            if round_number % 2:  # base, head, head, base, ...: neither always goes first
-                order.reverse()
-            for name, tree in order:
-                value = await measure(args, tree, work, pki)
-                values[name].append(value)
-                print(f"round {round_number + 1}: {name} {value}", file=sys.stderr, flush=True)
-    medians = {name: round(statistics.median(series), 2) for name, series in values.items()}
+        for number in range(args.rounds):
+            order = ["base", "head"] if number % 2 == 0 else ["head", "base"]  # ABBA
+            runs = {}
+            for name in order:
+                record = await run_server(
+                    options, case, "gateway", pki, work, records, number, trees[name]
+                )
+                if not record.get("ok"):
+                    raise SystemExit(f"bench.ab: the run had errors: {record.get('errors')}")
+                print(f"round {number + 1}: {name} {record.get(case.figure)}", file=sys.stderr)
+                runs[name] = record
+            rounds.append({"base": runs["base"], "head": runs["head"]})
+    summary = summarize(case, rounds)
+    median = summary["values"]
     return {
         "command": shlex.join(["python", "-m", "bench.ab", *argv]),
         "case": args.case,
-        "figure": CASES[args.case].figure,
+        "figure": case.figure,
         "base": args.base,
-        "values": values,
-        "median": medians,
-        "head_over_base": round(medians["head"] / medians["base"], 3) if medians["base"] else None,
+        "values": summary["rounds"],
+        "median": median,
+        "head_over_base": round(median["head"] / median["base"], 3) if median["base"] else None,
     }
 
 
@@ -113,9 +99,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    result = asyncio.run(run(args, argv))
     out = args.out or ROOT / "bench" / "results" / f"ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(run(args, argv, out.with_suffix("")))
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
     return 0

@@ -45,6 +45,7 @@ CPU_FIGURE = "server_cpu_us_per_call"
 MEMORY_FIGURE = "kib_per_connection"
 STORM_FIGURE = "boot_all_seconds"
 CONNECT_FIGURE = "server_cpu_ms_per_connection"
+WINDOWED = ("heartbeat", "session")  # scenarios with a measured window (what --profile records)
 FIGURES = {"idle": MEMORY_FIGURE, "storm": STORM_FIGURE}  # else CPU per call
 UNITS = {
     CPU_FIGURE: "CPU us/call",
@@ -116,29 +117,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-async def start_target(
-    server: str,
-    case: Case,
-    pki: BenchPki,
-    directory: Path,
-    identities: list[str],
-    workers: int,
-    extra_config: str = "",
-) -> Target:
-    """A fresh process of `server` for `case`."""
-    if server == "gateway":
-        return await start_gateway(
-            directory,
-            pki,
-            case.scheme,
-            identities,
-            case.profile,
-            workers=workers,
-            extra_config=extra_config,
-        )
-    return await start_peer(server, pki, case.scheme, mutual=case.mutual)
-
-
 def load_spec(
     args: argparse.Namespace,
     case: Case,
@@ -179,6 +157,26 @@ async def run_case(
     args: argparse.Namespace, case: Case, pki: BenchPki, work: Path, out: Path, round_index: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Every server under `case` (round `round_index`); the load records by server."""
+    servers = list(args.servers)
+    servers = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
+    records: dict[str, dict[str, Any]] = {}
+    for server in servers:  # each round starts with the next server: no server always first
+        records[server] = await run_server(args, case, server, pki, work, out, round_index)
+    return records
+
+
+async def run_server(
+    args: argparse.Namespace,
+    case: Case,
+    server: str,
+    pki: BenchPki,
+    work: Path,
+    out: Path,
+    round_index: int = 0,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One fresh process of `server` under `case`: its load record, also appended to
+    `out`/results.jsonl. `env` goes to the gateway's process (e.g. another source tree)."""
     from bench.load.result import append_line
     from bench.load.run import run_load
 
@@ -186,45 +184,50 @@ async def run_case(
     certs = work / "client-certs"
     if case.mutual:
         pki.client_certificates(identities, certs)
-    records: dict[str, dict[str, Any]] = {}
     suffix = f"-round{round_index + 1}" if args.rounds > 1 else ""
-    servers = list(args.servers)
-    servers = servers[round_index % len(servers) :] + servers[: round_index % len(servers)]
-    for server in servers:  # each round starts with the next server: no server always first
-        target = await start_target(
-            server,
-            case,
+    directory = work / f"{case.name}-{server}{suffix}"
+    if server == "gateway":
+        extra = args.gateway_config.read_text() if args.gateway_config else ""
+        target = await start_gateway(
+            directory,
             pki,
-            work / f"{case.name}-{server}",
+            case.scheme,
             identities,
-            args.workers,
-            args.gateway_config.read_text() if args.gateway_config else "",
+            case.profile,
+            workers=args.workers,
+            extra_config=extra,
+            env=env,
         )
-        profiler = None
-        try:
-            spec = load_spec(args, case, target, pki, out, certs, suffix)
-            spec.command = shlex.join(["python", "-m", "bench.load", *spec.to_args()])
-            if args.profile and server == "gateway":
+    else:
+        target = await start_peer(server, pki, case.scheme, mutual=case.mutual)
+    profiler = None
+    try:
+        spec = load_spec(args, case, target, pki, out, certs, suffix)
+        spec.command = shlex.join(["python", "-m", "bench.load", *spec.to_args()])
+        if args.profile and server == "gateway":
+            if case.scenario in WINDOWED:
                 profiler = WindowProfiler(target.pids[0], out / f"profile-{case.name}{suffix}")
-            on_window = profiler.on_window if profiler is not None else None
-            record = await asyncio.to_thread(run_load, spec, on_window)
+            else:
+                print(
+                    f"bench.compare: no profile of {case.name}: no measured window", file=sys.stderr
+                )
+        on_window = profiler.on_window if profiler is not None else None
+        record = await asyncio.to_thread(run_load, spec, on_window)
+    finally:
+        try:
+            if profiler is not None:
+                await profiler.finish()
         finally:
-            try:
-                if profiler is not None:
-                    await profiler.finish()
-            finally:
-                await target.stop()
-        record.update(server=server, case=case.name, round=round_index + 1)
-        append_line(str(out / "results.jsonl"), record)
-        records[server] = record
-        print(json.dumps(_brief(record)), file=sys.stderr, flush=True)
-    return records
+            await target.stop()
+    record.update(server=server, case=case.name, round=round_index + 1)
+    append_line(str(out / "results.jsonl"), record)
+    print(json.dumps(_brief(record)), file=sys.stderr, flush=True)
+    return record
 
 
 def _brief(record: dict[str, Any]) -> dict[str, Any]:
     keys = ("case", "server", "ok", "calls_per_second", CPU_FIGURE, MEMORY_FIGURE, STORM_FIGURE)
-    keys += (CONNECT_FIGURE,)
-    keys += ("refusals", "peak_rss_kib", "connect_seconds", "errors")
+    keys += (CONNECT_FIGURE, "refusals", "peak_rss_kib", "connect_seconds", "errors")
     return {key: record.get(key) for key in keys if key in record}
 
 
@@ -236,24 +239,29 @@ def summarize(
     figure = figure or case.figure
     servers = list(rounds[0])
 
-    def median(key: str, server: str, pick: Any = None) -> Any:
-        found = [pick(r[server]) if pick else r[server].get(key) for r in rounds if server in r]
-        found = [value for value in found if isinstance(value, int | float)]
+    def series(server: str, get: Any) -> list[Any]:
+        return [get(records[server]) for records in rounds]
+
+    def median(server: str, get: Any) -> Any:
+        found = [value for value in series(server, get) if isinstance(value, int | float)]
         return round(statistics.median(found), 3) if found else None
 
-    values = {server: median(figure, server) for server in servers}
+    def field(name: str) -> Any:
+        return lambda record: record.get(name)
+
+    values = {server: median(server, field(figure)) for server in servers}
     summary: dict[str, Any] = {
         "case": case.name,
         "figure": figure,
         "values": values,
-        "rounds": {s: [r[s].get(figure) for r in rounds if s in r] for s in servers},
-        "calls_per_second": {s: median("calls_per_second", s) for s in servers},
+        "rounds": {s: series(s, field(figure)) for s in servers},
+        "calls_per_second": {s: median(s, field("calls_per_second")) for s in servers},
         "latency_ms_p99": {
-            s: median("", s, lambda r: (r.get("latency_ms") or {}).get("p99")) for s in servers
+            s: median(s, lambda r: (r.get("latency_ms") or {}).get("p99")) for s in servers
         },
-        "ok": {s: all(bool(r[s].get("ok")) for r in rounds if s in r) for s in servers},
-        "peak_rss_kib": {s: median("peak_rss_kib", s) for s in servers},
-        "refusals": {s: median("refusals", s) for s in servers},
+        "ok": {s: all(series(s, lambda r: bool(r.get("ok")))) for s in servers},
+        "peak_rss_kib": {s: median(s, field("peak_rss_kib")) for s in servers},
+        "refusals": {s: median(s, field("refusals")) for s in servers},
     }
     ours = values.get("gateway")
     if ours:

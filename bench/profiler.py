@@ -59,14 +59,23 @@ class WindowProfiler:
                 )
 
     async def finish(self, timeout: float = 30.0) -> None:
-        """Wait for the recording (it ends with the window); stop the samplers after `timeout`."""
+        """Wait for the recording (it ends with the window). After `timeout` the samplers are
+        killed and the run goes on without the profile (said on stderr); on cancellation they
+        are killed too."""
         if self.task is None:
             return
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            self.task.cancel()
-            for sampler in self.samplers:
-                with contextlib.suppress(ProcessLookupError):
-                    sampler.kill()
+        except TimeoutError:
+            self._kill()
+            print(f"bench: py-spy still running after {timeout:g} s: no profile", file=sys.stderr)
+        except asyncio.CancelledError:
+            self._kill()
             raise
+
+    def _kill(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        for sampler in self.samplers:
+            with contextlib.suppress(ProcessLookupError):
+                sampler.kill()

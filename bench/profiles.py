@@ -14,8 +14,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]  # this checkout: its frames are named from here
 FRAME = re.compile(r"(?P<function>.*) \((?P<path>.*?):\d+\)$")
-# First match wins: (part, start of the module path as `module_of` gives it).
+# First match wins: (part, start of the module path as `location_of` gives it).
 PARTS: tuple[tuple[str, str], ...] = (
     ("Hypercorn and h11", "hypercorn/"),
     ("Hypercorn and h11", "h11/"),
@@ -34,18 +35,20 @@ PARTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def module_of(frame: str) -> str:
-    """The file of a collapsed-stack frame, shortened to the package path."""
+def location_of(frame: str) -> tuple[str, str]:
+    """(function, module) of a collapsed-stack frame, the module shortened to its package path
+    (relative to site-packages, this checkout or the standard library)."""
     match = FRAME.match(frame)
     if match is None:  # py-spy's root frame of a process: a sample without a Python frame
-        return "(native code, no Python frame)" if frame.startswith("process ") else frame
+        return frame, "(native code, no Python frame)" if frame.startswith("process ") else frame
     path = match["path"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3."):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3."):
         if marker in path:
             path = path.split(marker, 1)[1]
             if marker == "lib/python3.":
                 path = path.split("/", 1)[-1]
-    return path
+            break
+    return match["function"], path
 
 
 def part_of(module: str) -> str:
@@ -66,12 +69,10 @@ def summarize(lines: list[str]) -> tuple[int, Counter[str], Counter[str], Counte
             continue
         samples = int(count)
         total += samples
-        leaf = stack.split(";")[-1]
-        module = module_of(leaf)
-        match = FRAME.match(leaf)
+        function, module = location_of(stack.rpartition(";")[2])
         modules[module] += samples
         parts[part_of(module)] += samples
-        functions[f"{match['function'] if match else leaf} ({module})"] += samples
+        functions[f"{function} ({module})"] += samples
     return total, parts, modules, functions
 
 

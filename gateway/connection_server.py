@@ -47,8 +47,7 @@ class ConnectionTaskGroup(TaskGroup):
     def __init__(self, loop: asyncio.AbstractEventLoop, pings: PingScheduler | None) -> None:
         super().__init__(loop)
         self._pings = pings
-        self._streams: list[WSStream] | None = None  # pinged by the scheduler (one, usually)
-        self._ended = False
+        self._stream: WSStream | None = None  # pinged by the scheduler (HTTP/1.1: one at most)
 
     async def spawn_app(
         self,
@@ -77,30 +76,24 @@ class ConnectionTaskGroup(TaskGroup):
         return inbox.put
 
     def spawn(self, func: Any, *args: Any) -> None:
-        stream = getattr(func, "__self__", None)
         if getattr(func, "__func__", None) is WSStream._send_pings:  # the scheduler pings instead
-            if self._pings is not None and not self._ended:
-                self._pings.add(stream)
-                if self._streams is None:
-                    self._streams = []
-                self._streams.append(stream)
+            if self._pings is not None:
+                self._stream = func.__self__
+                self._pings.add(self._stream)
             return
         super().spawn(func, *args)
 
     def end_pings(self) -> None:
         """The connection is closed: no ping is due."""
-        self._ended = True
-        if self._streams is not None and self._pings is not None:
-            for stream in self._streams:
-                self._pings.discard(stream)
-            self._streams = None
+        if self._stream is not None and self._pings is not None:
+            self._pings.discard(self._stream)
+            self._stream = None
 
 
 class ConnectionServer:
     """Serve one connection until it closes (the counterpart of Hypercorn's `TCPServer`)."""
 
     __slots__ = (
-        "__weakref__",
         "_task_group",
         "app",
         "config",
@@ -165,11 +158,10 @@ class ConnectionServer:
                     await protocol.handle(RawData(data))
                     data = None  # not held while the connection waits for the next read
                 await protocol.handle(Closed())
-                task_group.end_pings()
         except OSError:
             pass
         finally:
-            if self._task_group is not None:  # also when the task group ended by an exception
+            if self._task_group is not None:  # however the connection ended
                 self._task_group.end_pings()
             await self._close()
 

@@ -107,8 +107,10 @@ def check_compatible() -> None:
     source = inspect.getsource(ws_stream.Handshake.accept)
     if "self.extensions is not None" not in source or "PerMessageDeflate()" not in source:
         raise HypercornIncompatible("hypercorn Handshake.accept no longer negotiates as expected")
-    events = inspect.getsource(ws_stream.WSStream._handle_events)
-    if "self.connection.state == ConnectionState.REMOTE_CLOSING" not in events:
+    if "Connection(ConnectionType.SERVER" not in source:
+        raise HypercornIncompatible("hypercorn Handshake.accept no longer makes the connection")
+    handle_events = inspect.getsource(ws_stream.WSStream._handle_events)
+    if "self.connection.state == ConnectionState.REMOTE_CLOSING" not in handle_events:
         raise HypercornIncompatible("hypercorn WSStream no longer answers close frames as expected")
     if "self.task_group.spawn(self._send_pings)" not in inspect.getsource(ws_stream.WSStream):
         raise HypercornIncompatible("hypercorn WSStream no longer spawns its ping loop")
@@ -125,8 +127,6 @@ def check_compatible() -> None:
     ):
         if needle not in spawn_app:
             raise HypercornIncompatible("hypercorn TaskGroup.spawn_app changed: review the mirror")
-    if "Connection(ConnectionType.SERVER" not in source:
-        raise HypercornIncompatible("hypercorn Handshake.accept no longer makes the connection")
 
 
 _original_handshake_init = None
@@ -171,7 +171,8 @@ def report_peer_close_codes() -> None:
     class PeerCloseRecordingConnection(Connection):
         """Records the code of the peer's close frame when Hypercorn echoes it (only a peer's
         close frame puts the connection in REMOTE_CLOSING; a malformed frame does not). Hooked
-        on `send`, not on the per-message `events()` generator, to cost nothing per message."""
+        on `send` (one type check per frame sent, about 0.2 us), not on the `events()`
+        generator, which would cost a generator per frame received."""
 
         peer_close_code: int | None = None
 

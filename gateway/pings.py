@@ -46,7 +46,6 @@ class PingScheduler:
         "_armed_for",
         "_bucket_of",
         "_buckets",
-        "_in_flight",
         "_interval",
         "_loop",
         "_sending",
@@ -66,8 +65,7 @@ class PingScheduler:
         self._bucket_of: dict[Any, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for = 0  # the bucket the timer fires for
-        self._sending: set[asyncio.Task[None]] = set()
-        self._in_flight: set[Any] = set()  # streams whose last ping is still being sent
+        self._sending: dict[Any, asyncio.Task[None]] = {}  # streams whose ping is being sent
 
     def __len__(self) -> int:
         return len(self._bucket_of)
@@ -92,9 +90,8 @@ class PingScheduler:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for task in list(self._sending):
+        for task in list(self._sending.values()):
             task.cancel()
-        self._in_flight.clear()
         self._buckets.clear()
         self._bucket_of.clear()
 
@@ -126,22 +123,15 @@ class PingScheduler:
                 del self._bucket_of[stream]
                 if stream.closed:
                     continue
-                if stream not in self._in_flight:  # one ping at a time, as Hypercorn's loop
+                if stream not in self._sending:  # one ping at a time, as Hypercorn's loop
                     self._send(stream)
                 self._schedule(stream, then)
         if self._buckets:
             self._arm(min(self._buckets))
 
     def _send(self, stream: Any) -> None:
-        task = self._loop.create_task(_ping(stream))
-        self._sending.add(task)
-        self._in_flight.add(stream)
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._sending.discard(task)
-            self._in_flight.discard(stream)
-
-        task.add_done_callback(done)
+        task = self._sending[stream] = self._loop.create_task(_ping(stream))
+        task.add_done_callback(lambda _: self._sending.pop(stream, None))
 
 
 async def _ping(stream: Any) -> None:

@@ -287,7 +287,7 @@ class ConnectionPipe(asyncio.Protocol):
             try:
                 await waiter
             finally:
-                self._waiter = waiter = None
+                self._waiter = None
         chunks = self._chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self._chunks = []
@@ -299,6 +299,7 @@ class ConnectionPipe(asyncio.Protocol):
         return data
 
     async def _wait(self) -> None:
+        # `read()` has its own copy of these lines (one coroutine frame less): keep them in step.
         waiter = self._waiter = self._loop.create_future()
         try:
             await waiter

@@ -40,7 +40,7 @@ _RULE_KINDS: dict[str, RpcErrorKind] = {
 
 Validator = Callable[[Any], Any]
 _compiled: dict[Path, Validator] = {}  # fastjsonschema: the failing rule of invalid payloads
-_checkers: dict[Path, Callable[[Any], bool]] = {}  # jsonschema-rs: is it valid at all
+_checkers: dict[Path, Any] = {}  # jsonschema-rs validators: is it valid at all, and why not
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +63,11 @@ def _compile(path: Path) -> Validator:
     return validator
 
 
-def _checker(path: Path) -> Callable[[Any], bool]:
+def _checker(path: Path) -> Any:
+    """The compiled jsonschema-rs validator of `path` (`is_valid`, and `iter_errors` for why)."""
     checker = _checkers.get(path)
     if checker is None:
-        checker = jsonschema_rs.validator_for(_schema(path), validate_formats=False).is_valid
+        checker = jsonschema_rs.validator_for(_schema(path), validate_formats=False)
         _checkers[path] = checker
     return checker
 
@@ -114,18 +115,13 @@ class SchemaSet:
         """Check a 2.1 SEND payload; None when valid."""
         return self._validate(self._path(self._send_paths, action), payload)
 
-    def warm(self) -> None:
-        """Compile every schema of this version now (start-up), not at first use."""
-        for path in sorted(self._dir.glob("*.json")):
-            _checker(path)
-
     @staticmethod
     def _validate(path: Path | None, payload: dict[str, Any]) -> SchemaViolation | None:
         if path is None:
             return SchemaViolation(RpcErrorKind.NOT_IMPLEMENTED, "no schema for this action")
         checker = _checkers.get(path) or _checker(path)
         try:
-            if checker(payload):
+            if checker.is_valid(payload):
                 return None
         except (ValueError, TypeError, OverflowError):  # not convertible: the detailed check says
             pass
@@ -140,7 +136,6 @@ class SchemaSet:
 
 
 def _first_error(path: Path, payload: Any) -> str:
-    validator = jsonschema_rs.validator_for(_schema(path), validate_formats=False)
-    for error in validator.iter_errors(payload):
+    for error in _checker(path).iter_errors(payload):
         return str(error.message)[:200]
     return "payload does not match its schema"

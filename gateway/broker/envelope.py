@@ -7,12 +7,12 @@ forwarding handler and the reply reader call these. The formats are documented i
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 
+from ..clock import iso_utc
 from ..ocppj.errors import RpcErrorKind
 from ..versions.base import OcppVersion
 
@@ -29,14 +29,6 @@ def message_key(identity: str, message_id: str) -> str:
     Unambiguous because identities never contain `:` (OCPP-J 3.1.1 and the gateway's rules).
     """
     return f"{identity}:{message_id}"
-
-
-def iso_utc(epoch: float) -> str:
-    """`epoch` as ISO-8601 UTC with milliseconds: `2026-01-31T12:00:00.123Z`."""
-    whole = int(epoch)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + (
-        f".{int((epoch - whole) * 1000):03d}Z"
-    )
 
 
 def message_envelope(

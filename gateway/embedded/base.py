@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from ..clock import iso_utc, utc_now
 
 BootStatus = Literal["Accepted", "Pending", "Rejected"]
 
@@ -48,23 +49,7 @@ class EmbeddedContext:
 
     def timestamp(self) -> str:
         """`now` as an RFC 3339 UTC timestamp with millisecond precision (`...Z`)."""
-        if self.now is None:
-            return utc_now_rfc3339()
-        now = self.now
-        return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-_formatted_second: list[Any] = [-1, ""]  # the last whole second formatted, reused within it
-
-
-def utc_now_rfc3339() -> str:
-    """The current UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, formatting each second only once."""
-    now = time.time()
-    second = int(now)
-    if second != _formatted_second[0]:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        _formatted_second[:] = [second, prefix]
-    return f"{_formatted_second[1]}{int((now - second) * 1000):03d}Z"
+        return utc_now() if self.now is None else iso_utc(self.now.timestamp())
 
 
 Payload = dict[str, Any]

@@ -82,6 +82,8 @@ def test_ab_runs_a_revision_against_this_checkout_alternately(tmp_path):
     assert result["figure"] == "server_cpu_us_per_call" and result["base"] == "HEAD"
     assert [len(result["values"][name]) for name in ("base", "head")] == [2, 2]
     assert all(value > 0 for series in result["values"].values() for value in series)
-    assert result["head_over_base"] > 0
+    median = result["median"]
+    assert result["head_over_base"] == round(median["head"] / median["base"], 3)
+    assert (out.with_suffix("") / "results.jsonl").read_text().count("\n") == 4
     rounds = [line for line in completed.stderr.splitlines() if line.startswith("round ")]
     assert [line.split()[2] for line in rounds] == ["base", "head", "head", "base"]

@@ -207,8 +207,9 @@ def test_idle_over_mutual_tls_holds_connections_that_all_answer_a_heartbeat(gate
     assert_clean(record)
     assert record["heartbeat_check_answered"] == 6
     assert record["rss_after_kib"] > 0 and "kib_per_connection" in record
-    # mutual TLS handshake, upgrade and session set-up: server CPU per connect (0.5-3 ms here)
-    assert 0 < record["server_cpu_ms_per_connection"] < 100
+    # mutual TLS handshake, upgrade and session set-up: server CPU per connect (0.5-3 ms here;
+    # /proc counts CPU in 10 ms ticks, so six connects may read 0)
+    assert 0 <= record["server_cpu_ms_per_connection"] < 100
 
 
 def test_wrong_answers_fail_the_run_with_exit_status_1(gateway):

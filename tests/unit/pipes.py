@@ -50,3 +50,15 @@ class Listeners:
     async def __aexit__(self, *_: object) -> None:
         for server in self.servers:
             server.close()
+
+
+async def tls_client(
+    port: int, pipes: asyncio.Queue, tls_files: dict[str, Path]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ConnectionPipe]:
+    """An asyncio TLS client and the server's pipe of it, handshake done."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
+    )
+    pipe = await asyncio.wait_for(pipes.get(), 2)
+    await pipe.handshake(2)
+    return reader, writer, pipe

@@ -45,7 +45,8 @@ def test_a_failed_round_marks_the_server_not_ok():
     ]
     summary = summarize(CASES["idle-wss"], rounds)
     assert summary["ok"] == {"gateway": False}
-    assert list(CASES["idle-wss"].figures) == [
-        "kib_per_connection",
-        "server_cpu_ms_per_connection",
-    ]
+
+
+def test_idle_cases_report_memory_and_the_cpu_of_a_connect() -> None:
+    assert CASES["idle-wss"].figures == ("kib_per_connection", "server_cpu_ms_per_connection")
+    assert CASES["heartbeat-ws"].figures == ("server_cpu_us_per_call",)

@@ -99,12 +99,15 @@ async def test_close_stops_the_timer_and_cancels_pings_in_flight():
     stuck = Stream(loop, asyncio.Event())
     pings.add(stuck)
     await asyncio.sleep(0.1)
+    assert stuck.sends_started == 1, "a ping is in flight"
     tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-    assert tasks, "a ping is in flight"
+    assert len(tasks) == 1
     pings.close()
     await asyncio.sleep(0)
-    assert all(task.done() for task in tasks)
+    assert tasks[0].cancelled()
     assert len(pings) == 0
+    await asyncio.sleep(0.15)
+    assert stuck.sends_started == 1, "no ping after close"
 
 
 async def test_a_failing_send_is_logged_and_the_stream_stays_scheduled(caplog):

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.transport import READ_HIGH_WATER, TlsClosed
 
-from .pipes import Listeners, client_context, make_tls_files
+from .pipes import Listeners, client_context, make_tls_files, tls_client
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +49,7 @@ async def test_tls_handshake_data_both_ways_and_close_notify(
     serve: Callable[..., Any], tls_files: dict[str, Path]
 ) -> None:
     port, pipes = await serve(server_context(tls_files))
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
-    )
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await pipe.handshake(2)
+    reader, writer, pipe = await tls_client(port, pipes, tls_files)
     assert pipe.tls_object is not None and pipe.tls_object.version() in ("TLSv1.2", "TLSv1.3")
     writer.write(b"x" * 100_000)  # several TLS records, decrypted through the shared scratch
     received = b""

@@ -25,7 +25,7 @@ from gateway import transport
 from gateway.transport import READ_HIGH_WATER, ConnectionPipe
 from security.tls import server_context as production_server_context
 
-from .pipes import Listeners, client_context, make_tls_files
+from .pipes import Listeners, client_context, make_tls_files, tls_client
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -220,18 +220,6 @@ def test_connections_of_two_threads_never_see_each_others_plaintext(
 
 
 # -- TLS records --------------------------------------------------------------------------------
-
-
-async def tls_client(
-    port: int, pipes: asyncio.Queue, tls_files: dict[str, Path]
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ConnectionPipe]:
-    """An asyncio TLS client and the server's pipe of it, handshake done."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=client_context(tls_files), server_hostname="localhost"
-    )
-    pipe = await asyncio.wait_for(pipes.get(), 2)
-    await pipe.handshake(2)
-    return reader, writer, pipe
 
 
 class MemoryClient:
