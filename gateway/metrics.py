@@ -362,9 +362,33 @@ def multiprocess() -> bool:
     return bool(getattr(values.ValueClass, "_multiprocess", False))
 
 
+class WorkerFiles:
+    """Every worker's values in a multiprocess dir, merged as `MultiProcessCollector` merges them,
+    except the files of a worker that is starting: prometheus-client creates a value file empty and
+    sizes it a moment later, and reads an empty one as corrupt (a scrape while a worker is
+    respawned failed with a 500). A file is never empty again once sized, so skipping those is
+    exact: the starting worker has no values yet."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = Path(path)
+
+    def collect(self) -> Iterable[Any]:
+        return MultiProcessCollector.merge(self._settled_files(), accumulate=True)
+
+    def _settled_files(self) -> list[str]:
+        files = []
+        for path in self._path.glob("*.db"):
+            try:
+                if path.stat().st_size:
+                    files.append(str(path))
+            except FileNotFoundError:  # a dead worker's live gauges, just removed
+                continue
+        return files
+
+
 def exposition(metrics: GatewayMetrics, *extra: Any) -> bytes:
     """The Prometheus text format of every worker's metrics and of the `extra` collectors."""
-    own: Any = MultiProcessCollector(None) if multiprocess() else metrics.registry
+    own: Any = WorkerFiles(os.environ[MULTIPROC_ENV]) if multiprocess() else metrics.registry
     return generate_latest(_Sources((own, *extra)))  # type: ignore[arg-type]
 
 

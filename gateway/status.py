@@ -81,7 +81,13 @@ class StatusRoutes:
         else:
             gateway.metrics.sample(gateway)  # this worker's gauges exact at the scrape
             # Merging the workers' files and reading certificates: off the event loop.
-            body = await asyncio.to_thread(exposition, gateway.metrics, self._expiry)
+            try:
+                body = await asyncio.to_thread(exposition, gateway.metrics, self._expiry)
+            except Exception:  # an unreadable value file: say so, keep serving
+                log.exception("metrics_scrape_failed")
+                body = b"metrics unavailable, see the gateway's log\n"
+                await _respond(send, 500, b"text/plain; charset=utf-8", body, scope)
+                return
             await _respond(send, 200, CONTENT_TYPE.encode(), body, scope)
 
 

@@ -21,6 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.serve_process import GatewayProcess, start_serve
+from gateway import status as status_module
 from gateway.ocppj.codec import CallError, CallResult
 from gateway.router import CallFailed
 from security.ca import issue_client_certificate
@@ -309,6 +310,21 @@ async def test_metrics_can_be_turned_off(start_gateway):
     server = await start_gateway(status={"metrics": False})
     assert (await http_get(server.port, "/metrics"))[0] == 404
     assert (await http_get(server.port, "/healthz"))[0] == 200
+
+
+async def test_a_scrape_that_cannot_be_read_answers_500_with_a_log_line(
+    gateway_server, monkeypatch, caplog
+):
+    def unreadable(*_: object) -> bytes:
+        raise RuntimeError("Read beyond file size detected, file is corrupted.")
+
+    monkeypatch.setattr(status_module, "exposition", unreadable)
+    status, body = await http_get(gateway_server.port, "/metrics")
+    assert (status, body) == (500, b"metrics unavailable, see the gateway's log\n")
+    assert [r.exc_info[1].args for r in caplog.records if r.msg == "metrics_scrape_failed"] == [
+        ("Read beyond file size detected, file is corrupted.",)
+    ]
+    assert (await http_get(gateway_server.port, "/healthz"))[0] == 200  # still serving
 
 
 # -- certificate expiry ----------------------------------------------------------------------------

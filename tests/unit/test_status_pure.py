@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +21,7 @@ from gateway.metrics import (
     DIR_PREFIX,
     MULTIPROC_ENV,
     GatewayMetrics,
+    WorkerFiles,
     exposition,
     prepare_metrics_dir,
 )
@@ -216,3 +219,26 @@ def test_dirs_of_killed_supervisors_are_removed_but_not_live_ones(
     assert made.path.name.startswith(f"{DIR_PREFIX}{os.getpid()}-")
     assert not dead.exists() and live.exists()
     made.close()
+
+
+WORKER = """
+from prometheus_client import Counter, Gauge
+Counter("demo_calls", "calls").inc(3)
+Gauge("demo_open", "open", multiprocess_mode="livesum").set(2)
+"""
+
+
+def test_a_starting_workers_empty_value_file_does_not_break_the_scrape(tmp_path):
+    """prometheus-client creates a worker's file empty and sizes it a moment later; its own
+    collector reads such a file as corrupt (struct.error), which made /metrics answer 500 while a
+    killed worker was respawned."""
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path)}
+    subprocess.run([sys.executable, "-c", WORKER], env=env, check=True, timeout=30)
+    (tmp_path / "counter_424242.db").touch()  # a worker between open() and truncate()
+    (tmp_path / "gauge_livesum_424242.db").touch()
+    samples = {
+        (s.name, s.labels.get("pid")): s.value
+        for family in WorkerFiles(tmp_path).collect()
+        for s in family.samples
+    }
+    assert samples == {("demo_calls_total", None): 3.0, ("demo_open", None): 2.0}
