@@ -81,7 +81,13 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
         stop = asyncio.Event()
         task = asyncio.create_task(serve_gateway(config, listeners, stop, app=app, hc=hc))
         stops.append((stop, task))
-        await asyncio.sleep(0.05)
+        gateway = gateway_of(app)
+        for _ in range(500):  # until it serves (the cluster's start included), 10 s at most
+            if gateway.listening or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()  # the start failed: its error
         addresses = listeners.addresses()
         port = int(addresses["ws"][0].rsplit(":", 1)[1]) if addresses["ws"] else 0
         wss_port = int(addresses["wss"][0].rsplit(":", 1)[1]) if addresses["wss"] else None
@@ -89,7 +95,7 @@ async def start_gateway() -> AsyncIterator[Callable[..., Any]]:
         return RunningGateway(
             f"ws://127.0.0.1:{port}{config.server.path_prefix}",
             port,
-            gateway_of(app),
+            gateway,
             wss_port,
             status,
         )

@@ -46,10 +46,12 @@ class RedisBus:
             except Exception:
                 log.exception("cluster message handler failed")
 
+        def on_subscribed() -> None:
+            event(log, "cluster_bus_listening", node=self.node)
+
         self._task = asyncio.get_running_loop().create_task(
-            listen_forever(self._redis, self._channel(self.node), on_message)
+            listen_forever(self._redis, self._channel(self.node), on_message, on_subscribed)
         )
-        event(log, "cluster_bus_listening", node=self.node)
 
     async def stop(self) -> None:
         """Stop listening."""
@@ -59,16 +61,30 @@ class RedisBus:
                 await self._task
 
 
-async def listen_forever(redis: Any, channel: str, on_message: Callable[[bytes], None]) -> None:
-    """Deliver a channel's messages; when Redis goes away, resubscribe with backoff (0.1-5 s)."""
+async def listen_forever(
+    redis: Any,
+    channel: str,
+    on_message: Callable[[bytes], None],
+    on_subscribed: Callable[[], None] = lambda: None,
+) -> None:
+    """Deliver a channel's messages; when Redis goes away, resubscribe with backoff (0.1-5 s).
+
+    `on_subscribed` runs each time the subscription is live (Redis confirmed it), the first time
+    and after every resubscription: what was published before then was not delivered (pub/sub
+    keeps nothing), so that is when a listener re-reads the state the messages announce.
+    """
     delay = 0.1
     while True:
-        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(channel)
-            delay = 0.1
             async for message in pubsub.listen():
-                on_message(message["data"])
+                kind = message["type"]
+                if kind == "message":
+                    on_message(message["data"])
+                elif kind == "subscribe":  # Redis's confirmation: live from here on
+                    delay = 0.1
+                    on_subscribed()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

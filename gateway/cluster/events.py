@@ -50,6 +50,7 @@ class ClusterEvents:
         self._watchers_key = f"{prefix}watchers"
         self.local_watchers = 0
         self.remote_watchers = False  # another node has watchers: forward every event
+        self._announcements = 0  # "watching" announcements heard (a read older than one loses)
         self._watch_changed = asyncio.Event()
 
     @property
@@ -80,6 +81,7 @@ class ClusterEvents:
                 if message.get("node") == self._node:
                     return
                 if message.get("watching"):
+                    self._announcements += 1
                     self.remote_watchers = True
                     return
                 deliver(GatewayEvent(**message["event"]))
@@ -89,7 +91,10 @@ class ClusterEvents:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._publish()),
-            loop.create_task(listen_forever(self._redis, self._channel, on_message)),
+            # subscribed (again): an announcement made before then was missed, read the set now
+            loop.create_task(
+                listen_forever(self._redis, self._channel, on_message, self._watch_changed.set)
+            ),
             loop.create_task(self._watch()),
         ]
 
@@ -98,7 +103,7 @@ class ClusterEvents:
         registered = False
         while True:
             try:
-                now = time.time()
+                now, heard = time.time(), self._announcements
                 async with self._redis.pipeline(transaction=False) as pipe:
                     if self.local_watchers:
                         pipe.zadd(self._watchers_key, {self._node: now + WATCH_TTL_SECONDS})
@@ -113,7 +118,9 @@ class ClusterEvents:
                     await self._redis.publish(self._channel, announcement)
                 registered = bool(self.local_watchers)
                 node = self._node.encode()
-                self.remote_watchers = any(member != node for member in results[-1])
+                others = any(member != node for member in results[-1])
+                # an announcement heard while the read was in flight is newer than the read
+                self.remote_watchers = others or self._announcements != heard
             except Exception as exc:  # Redis down: keep the last answer, events fail anyway
                 log.debug("watchers refresh failed: %s", exc)
             with contextlib.suppress(TimeoutError):

@@ -189,6 +189,7 @@ class StateMirror:
                 self._hashes[store.hash.kind] = store.hash
                 store.hash.kick = self._kick
         self._wake = asyncio.Event()
+        self._syncing = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._applying: set[asyncio.Task[None]] = set()
         self._generation: bytes | None = None  # which life of the Redis data the mirror follows
@@ -204,7 +205,11 @@ class StateMirror:
             await self.sync()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(listen_forever(self._redis, self._keys.channel, self._on_message)),
+            loop.create_task(
+                listen_forever(
+                    self._redis, self._keys.channel, self._on_message, self._on_subscribed
+                )
+            ),
             loop.create_task(self._flush_forever()),
         ]
         if any(h.pending for h in self._hashes.values()):
@@ -223,7 +228,12 @@ class StateMirror:
 
     async def sync(self) -> None:
         """Re-read every kind whose version token changed since the last read. When Redis lost
-        its data (its generation mark is gone or new), write this node's mirror back instead."""
+        its data (its generation mark is gone or new), write this node's mirror back instead.
+        One at a time (the periodic check and a resubscription may ask at once)."""
+        async with self._syncing:
+            await self._sync()
+
+    async def _sync(self) -> None:
         kinds = list(self._hashes)
         *versions, generation = await asyncio.wait_for(
             self._redis.mget([*(self._keys.version(k) for k in kinds), self._keys.generation]),
@@ -255,6 +265,22 @@ class StateMirror:
                 event(log, "state_reloaded", kind=kind, changed=len(changed))
                 self.on_change(kind, changed)
 
+    def _on_subscribed(self) -> None:
+        """The state channel is live (at start, or again after Redis was lost): what was announced
+        before then never reached this node, so read whatever changed since the last sync."""
+        self._spawn(self._sync_quietly())
+
+    async def _sync_quietly(self) -> None:
+        try:
+            await self.sync()
+        except Exception as exc:  # the periodic version check catches up later
+            event(log, "state_read_failed", logging.WARNING, kind="all", error=str(exc)[:200])
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+
     def _on_message(self, data: bytes) -> None:
         try:
             message = orjson.loads(data)
@@ -265,9 +291,7 @@ class StateMirror:
         if kind == "reload":
             self.on_reload()
         elif kind in self._hashes and isinstance(key, str):
-            task = asyncio.get_running_loop().create_task(self._apply(kind, key))
-            self._applying.add(task)
-            task.add_done_callback(self._applying.discard)
+            self._spawn(self._apply(kind, key))
 
     async def _apply(self, kind: str, key: str) -> None:
         try:

@@ -192,7 +192,9 @@ async def test_a_reclaimed_command_still_leased_by_its_live_node_runs_only_once_
         await online(gateway, "CMD-4")
         # node-x started running it: the run-once marker, and its lease
         await redis_client.set(f"{prefix}broker:command:lease-1", b"running:" + entry, ex=60)
-        await redis_client.set(f"{prefix}broker:command-lease:lease-1", "node-x", px=1500)
+        # the read loop may sit in a 1 s XREADGROUP BLOCK before it reclaims with 0.2 s: the
+        # lease outlives that with room for a slow machine
+        await redis_client.set(f"{prefix}broker:command-lease:lease-1", "node-x", px=3000)
         gateway.gateway.broker.commands.claim_idle_seconds = 0.2
         for _ in range(60):
             if _logged(caplog, "broker_command_leased"):
@@ -201,7 +203,7 @@ async def test_a_reclaimed_command_still_leased_by_its_live_node_runs_only_once_
         else:
             raise AssertionError("the leased entry was not reclaimed and left alone")
         assert not hasattr(station, "changed")  # not sent while node-x holds the lease
-        (result,) = await results(redis_client, prefix, 1, timeout=4)
+        (result,) = await results(redis_client, prefix, 1, timeout=8)
     assert _logged(caplog, "broker_command_leased")[0]["owner"] == "node-x"
     assert result["status"] == "result" and result["node"] == "node-a"
     assert station.changed == ("HeartbeatInterval", "60")

@@ -94,7 +94,11 @@ async def test_another_nodes_sessions_are_reported_once_by_their_own_node(
     await forward_gateway(node="node-b", answer_timeout_seconds=0.3)
     async with connect(a, "ONCE-1") as ws:
         await exchange(ws, [2, "1", "Heartbeat", {}])
-    await asyncio.sleep(0.5)
+    for _ in range(100):
+        if len(await envelopes(redis_client, prefix, "event")) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # and node-b adds none of its own
     events = await envelopes(redis_client, prefix, "event")
     assert [(e["event"], e["node"]) for e in events] == [
         ("connected", "node-a"),
@@ -194,7 +198,7 @@ async def test_redis_unreachable_is_answered_by_the_fallback_at_once(forward_gat
             started = time.monotonic()
             answer = await exchange(ws, [2, message_id, "BootNotification", BOOT16])
             assert answer[0] == 3 and answer[2]["interval"] == EMBEDDED_INTERVAL
-            assert time.monotonic() - started < 0.3  # the answer timeout is 3 s
+            assert time.monotonic() - started < 1.5  # not the answer timeout (3 s)
     (logged,) = _events(caplog, "broker_redis_unavailable")
     assert logged["action"] == "Heartbeat"
 

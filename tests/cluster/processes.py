@@ -38,7 +38,8 @@ class NodeProcess(GatewayProcess):
     @property
     def node_ids(self) -> list[str]:
         """The cluster names of this node's workers (one per worker)."""
-        return [line["node"] for line in self.found("cluster_bus_listening")]
+        # logged at every (re)subscription: once per worker here
+        return list(dict.fromkeys(line["node"] for line in self.found("cluster_bus_listening")))
 
     def url(self, identity: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp/{identity}"
@@ -129,6 +130,16 @@ class Cluster:
             )
 
         await eventually(subscribed, timeout, "every worker subscribed to its Redis channels")
+
+    async def wait_watching(self, node: NodeProcess, timeout: float = 10.0) -> None:
+        """Until `node`'s UI watchers are announced: its workers are in the watchers set (which
+        they join before they announce it, so the other nodes forward their events from then)."""
+
+        async def listed() -> bool:
+            members = await self.redis.zrange(f"{self.prefix}watchers", 0, -1)
+            return any(member.decode() in node.node_ids for member in members)
+
+        await eventually(listed, timeout, f"{node.name}'s watchers announced")
 
     async def close(self) -> None:
         """Kill every node (process groups, bounded waits) and close the Redis client."""

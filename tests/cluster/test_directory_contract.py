@@ -94,14 +94,17 @@ async def test_in_memory_claim_expires_after_its_ttl():
 
 
 async def test_redis_claim_expires_after_its_ttl(redis_client):
-    directory = RedisDirectory(redis_client, prefix="test:", ttl=0.3)
+    # Redis's own clock (PX): half a TTL of room at each step for a slow machine
+    directory = RedisDirectory(redis_client, prefix="test:", ttl=1.5)
     claim = await directory.claim("CP4", "node-a")
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.75)
     assert await directory.refresh("CP4", "node-a", claim.epoch)
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # past the first TTL, within the refreshed one
     assert (await directory.holder("CP4")).node == "node-a"
-    await asyncio.sleep(0.4)
-    assert await directory.holder("CP4") is None
+    refreshed_until = asyncio.get_running_loop().time() + 0.75
+    while await directory.holder("CP4") is not None:
+        assert asyncio.get_running_loop().time() < refreshed_until + 2, "the claim never expired"
+        await asyncio.sleep(0.05)
 
 
 async def test_redis_keys_of_one_identity_share_a_cluster_hash_slot(redis_client):

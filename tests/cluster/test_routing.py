@@ -16,6 +16,23 @@ from security.tokens import new_token
 
 from ..integration.clients import running_station
 
+
+async def until(check, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def until_async(read, check, timeout: float = 5.0):
+    """The first value of `read()` that passes `check`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check(value := await read()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+    return value
+
+
 CHANGE = {"key": "HeartbeatInterval", "value": "60"}
 
 
@@ -102,7 +119,7 @@ async def test_ui_subscriber_on_node_b_sees_events_of_a_charge_point_on_node_a(n
             ).decode()
         )
         assert orjson.loads(await ui.recv())["type"] == "subscribed"
-        await asyncio.sleep(0.2)  # node B's event subscription is live
+        await until(lambda: a.gateway.router.cluster_events.remote_watchers)  # B's announced
         async with websockets.connect(a.url("FAR-1"), subprotocols=["ocpp1.6"]) as cp:
             await cp.send('[2,"f1","Heartbeat",{}]')
             await asyncio.wait_for(cp.recv(), 2)
@@ -134,8 +151,8 @@ async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(
     ):
         for node, identity in ((a, "LIST-A"), (b, "LIST-B"), (a, "HIDDEN-A")):
             await claimed(node, identity)
-        await asyncio.sleep(0.2)  # the presence writer's batch reaches Redis
-        answer = await listed()
+        # the presence writer's batch reaches Redis
+        answer = await until_async(listed, lambda answer: len(answer["charge_points"]) >= 2)
         assert "partial" not in answer
         by_identity = {item["identity"]: item for item in answer["charge_points"]}
         assert sorted(by_identity) == ["LIST-A", "LIST-B"]  # HIDDEN-A is out of the token's scope
@@ -144,8 +161,7 @@ async def test_ui_list_on_node_b_shows_charge_points_of_every_node_within_scope(
         assert by_identity["LIST-B"]["node"] == "node-b"
         assert by_identity["LIST-B"]["last_message_at"] > 0
         assert by_identity["LIST-A"]["subprotocol"] == "ocpp1.6"
-    await asyncio.sleep(0.3)
-    assert (await listed())["charge_points"] == []  # disconnects leave the listing
+    await until_async(listed, lambda answer: answer["charge_points"] == [])  # they leave it
 
 
 async def test_the_listing_repairs_itself_after_lost_writes(nodes, redis_server):

@@ -29,4 +29,4 @@ async def test_a_drain_of_zero_seconds_closes_every_session_with_1012_at_once(st
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 1)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_SERVICE_RESTART
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0  # at once: batches would take seconds

@@ -203,7 +203,7 @@ async def test_callerrors_are_counted_by_code_when_sent_and_received(gateway_ser
 
 
 async def test_gateway_calls_feed_the_latency_histogram_and_failures_by_reason(start_gateway):
-    server = await start_gateway(limits={"call_timeout_seconds": 0.3})
+    server = await start_gateway()
     router = server.gateway.router
     before = await scrape(server.port)
     async with running_station(server.url("LAT1"), "ocpp2.0.1", "LAT1"):
@@ -212,11 +212,11 @@ async def test_gateway_calls_feed_the_latency_histogram_and_failures_by_reason(s
             assert isinstance(await router.call("LAT1", "GetVariables", request), CallResult)
     async with websockets.connect(server.url("MUTE1"), subprotocols=["ocpp1.6"]):
         with pytest.raises(CallFailed):
-            await router.call("MUTE1", "ClearCache", {})
+            await router.call("MUTE1", "ClearCache", {}, timeout=0.3)
     after = await scrape(server.port)
     histogram = "ocpp_gateway_call_duration_seconds"
     assert delta(before, after, f"{histogram}_count", action="GetVariables") == 3
-    assert 0 < delta(before, after, f"{histogram}_sum", action="GetVariables") < 3 * 0.3
+    assert 0 < delta(before, after, f"{histogram}_sum", action="GetVariables") < 3 * 2
     assert delta(before, after, f"{histogram}_bucket", action="GetVariables", le="+Inf") == 3
     assert (
         delta(before, after, "ocpp_gateway_messages_out_total", action="GetVariables", type="call")
@@ -395,7 +395,9 @@ def connections_per_worker(metrics_dir: Path, pids: list[int]) -> dict[int, floa
     """Open sessions per worker, read from each worker's own file in the multiprocess dir."""
     result = {}
     for pid in pids:
-        files = [str(path) for path in metrics_dir.glob(f"gauge_livesum_{pid}.db")]
+        files = [  # a starting worker's file is empty for a moment (see WorkerFiles)
+            str(path) for path in metrics_dir.glob(f"gauge_livesum_{pid}.db") if path.stat().st_size
+        ]
         result[pid] = sum(
             sample.value
             for family in MultiProcessCollector.merge(files)
@@ -431,6 +433,7 @@ async def test_two_workers_are_summed_in_one_scrape_and_a_killed_worker_drops_ou
     port = int(listening["ws"][0].rsplit(":", 1)[1])
     status_port = int(listening["status"][0].rsplit(":", 1)[1])
     await node.wait_for("worker_started", count=2, timeout=30)
+    await node.wait_for("serving", count=2, timeout=30)
     pids = node.worker_pids
     assert not (metrics_dir / "counter_1.db").exists(), "the operator's dir is wiped at start"
     async with contextlib.AsyncExitStack() as stack:

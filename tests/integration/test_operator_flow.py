@@ -17,6 +17,14 @@ from .test_serve_process import serve_process  # noqa: F401  (fixture)
 PASSWORD = "Operator-Chosen-Password-42"
 
 
+async def admitted(url: str, context, timeout: float = 5.0, **kwargs) -> None:
+    """Until `url` upgrades (101); `context()` makes each attempt's TLS context."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (status := (await attempt(url, context=context(), **kwargs)).status) != 101:
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.1)
+
+
 def _cli(config: Path, *args: str, input: str | None = None) -> str:
     result = CliRunner().invoke(main, [*args, "--config", str(config)], input=input)
     assert result.exit_code == 0, result.output
@@ -28,6 +36,7 @@ async def test_dev_certificates_cli_records_and_two_tls_workers(serve_process, t
 
     server = await serve_process("workers = 2\n", wss='["127.0.0.1:0"]')
     await server.wait_for("worker_started", count=2, timeout=20)
+    await server.wait_for("serving", count=2, timeout=20)
     created = [line for line in server.lines if line.get("event") == "dev_certificates_created"]
     assert created, "the first start with an empty store generates the dev CA"
     config = tmp_path / "gateway.toml"
@@ -52,14 +61,19 @@ async def test_dev_certificates_cli_records_and_two_tls_workers(serve_process, t
 
     trust = str(certs / "trust" / "dev-root.pem")
     url = f"wss://localhost:{server.wss_port}/ocpp/"
-    await asyncio.sleep(0.5)  # the workers' record reload interval
-    for _ in range(4):  # several connections: both workers terminate TLS
-        context = ssl.create_default_context(cafile=trust)
-        ok = await attempt(url + "OPS2", auth=basic("OPS2", PASSWORD), context=context)
-        assert ok.status == 101
-        context = ssl.create_default_context(cafile=trust)
+
+    def trusting() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=trust)
+
+    def with_certificate() -> ssl.SSLContext:
+        context = trusting()
         context.load_cert_chain(tmp_path / "issued" / "OPS3.pem", tmp_path / "issued" / "OPS3.key")
-        assert (await attempt(url + "OPS3", context=context)).status == 101
+        return context
+
+    for _ in range(4):  # several connections: both workers terminate TLS
+        # a worker that has not re-read the records yet (0.2 s interval) answers 401: retried
+        await admitted(url + "OPS2", trusting, auth=basic("OPS2", PASSWORD))
+        await admitted(url + "OPS3", with_certificate)
     refused = await attempt(
         url + "OPS2",
         auth=basic("OPS2", "wrong-password-00000"),

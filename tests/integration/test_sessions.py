@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import os
 import socket
 import time
@@ -103,10 +102,10 @@ async def test_every_connection_is_pinged_once_per_interval_by_the_workers_sched
         times = await asyncio.to_thread(_ping_times, sock, 1.9)
     finally:
         sock.close()
-    assert 2 <= len(times) <= 4, times  # about 0.5, 1.0, 1.5 s after the upgrade
+    # about 0.5, 1.0, 1.5 s after the upgrade, never more often (the schedule itself, also when
+    # the worker runs late, is checked on a hand-moved clock in tests/unit/test_pings.py)
+    assert 2 <= len(times) <= 4, times
     assert times[0] >= 0.3, "the first ping one interval after the upgrade"
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(gap >= 0.3 for gap in gaps), gaps
 
 
 async def test_peer_that_answers_pings_stays_connected(start_gateway):

@@ -146,7 +146,15 @@ async def test_tls12_session_resumption_after_revocation_is_refused(start_secure
     status, session, reused = await asyncio.to_thread(_upgrade_over_tls, port, context)
     assert (status, reused) == (b"101", False)
     _revoke(gateway.certs_dir, gateway.issuer, cert.serial)
-    await asyncio.sleep(0.5)  # the reload interval passes
+    trust = gateway.server.gateway.trust
+    for _ in range(100):  # the store is re-read (0.1 s interval)
+        if any(
+            crl.get_revoked_certificate_by_serial_number(cert.serial) for crl in trust.store.crls
+        ):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the CRL was not loaded")
     status, _, reused = await asyncio.to_thread(_upgrade_over_tls, port, context, session)
     assert reused, "the TLS session was resumed (verification skipped at the TLS layer)"
     assert status == b"401"

@@ -372,17 +372,20 @@ async def test_slow_ui_client_never_slows_a_charge_point_and_learns_what_it_miss
     await client.request({"type": "subscribe", "identities": ["*"], "events": ["message"]})
     # the UI client now reads nothing while the charge point sends 300 x 50 KB of events
     watched = await _round_trips(gateway.cp_url("FAST1"), 150, BULK)
-    assert watched < baseline * 3 + 0.5, (baseline, watched)
-    messages = []
-    while True:
-        try:
-            messages.append(await client.recv(timeout=0.5))
-        except TimeoutError:
-            break
-    dropped = sum(m["count"] for m in messages if m["type"] == "dropped")
-    delivered = len([m for m in messages if m["type"] == "event"])
+    # a gateway that waited for the UI client would never finish (each round trip times out
+    # after 2 s); the bound leaves room for a noisy machine between the two runs
+    assert watched < baseline * 5 + 2, (baseline, watched)
+    dropped = delivered = 0
+    deadline = time.monotonic() + 10
+    while delivered + dropped < 300:
+        assert time.monotonic() < deadline, (delivered, dropped)
+        message = await client.recv(timeout=5)
+        dropped += message["count"] if message["type"] == "dropped" else 0
+        delivered += message["type"] == "event"
     assert dropped > 0, "the oldest events were dropped and reported"
     assert delivered + dropped == 300, "every event is either delivered or counted as dropped"
+    with pytest.raises(TimeoutError):  # and nothing more
+        await client.recv(timeout=0.3)
     await client.ws.close()
 
 
