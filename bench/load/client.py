@@ -61,7 +61,8 @@ class Target:
         context.load_cert_chain(folder / f"{identity}.pem", folder / f"{identity}.key")
         return context
 
-    def options(self, identity: str, open_timeout: float) -> dict[str, Any]:
+    def options(self, identity: str, number: int, open_timeout: float) -> dict[str, Any]:
+        """`websockets.connect` options of charge point `number` (named `identity`)."""
         spec = self.spec
         options: dict[str, Any] = {
             "subprotocols": [spec.subprotocol],
@@ -79,13 +80,13 @@ class Target:
             options["ssl"] = self.tls_context(identity)
             options["server_hostname"] = spec.server_name
         if spec.source_addresses > 1:  # more connections than one ephemeral port range holds
-            number = int(identity[len(spec.identity_prefix) :] or 0)
             options["local_addr"] = (f"127.0.0.{1 + number % spec.source_addresses}", 0)
         return options
 
-    async def open(self, identity: str, open_timeout: float) -> ClientConnection:
-        """Open the WebSocket of `identity`; SubprotocolMismatch unless the subprotocol agreed."""
-        connection = await connect(self.spec.url + identity, **self.options(identity, open_timeout))
+    async def open(self, point: ChargePoint, open_timeout: float) -> ClientConnection:
+        """Open the WebSocket of `point`; SubprotocolMismatch unless the subprotocol agreed."""
+        options = self.options(point.identity, point.number, open_timeout)
+        connection = await connect(self.spec.url + point.identity, **options)
         if connection.subprotocol != self.spec.subprotocol:
             await connection.close()
             raise SubprotocolMismatch(f"server chose {connection.subprotocol!r}")

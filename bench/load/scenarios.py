@@ -139,7 +139,7 @@ async def reboot(
             tally.error("unbooted", f"{point.identity}: not booted by the deadline")
             return
         try:
-            point.connected(await worker.target.open(point.identity, remaining))
+            point.connected(await worker.target.open(point, remaining))
         except Exception as exc:  # a refusal is retried, anything else is an error
             refusal = refusal_of(exc)
             if refusal is None:

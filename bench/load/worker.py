@@ -152,7 +152,7 @@ class Worker:
 
     async def _open(self, point: ChargePoint, timeout: float) -> bool:
         try:
-            point.connected(await self.target.open(point.identity, timeout))
+            point.connected(await self.target.open(point, timeout))
         except Exception as exc:  # every failure is counted by kind
             self.tally.connect_failures += 1
             self.tally.error(f"connect:{connect_error_kind(exc)}", f"{point.identity}: {exc}")

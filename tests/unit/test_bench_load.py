@@ -25,7 +25,7 @@ from websockets.http11 import Response
 
 from bench.fleet import client_certificates, records_for, write_records
 from bench.load.__main__ import masked_command, parser
-from bench.load.client import connect_error_kind, refusal_of, retry_wait
+from bench.load.client import Target, connect_error_kind, refusal_of, retry_wait
 from bench.load.frames import ReplyKind, call_frame, judge_reply, not_implemented_frame
 from bench.load.histogram import RATIO, Histogram
 from bench.load.payloads import (
@@ -420,3 +420,12 @@ def test_client_certificates_pass_the_gateways_profile3_check(tmp_path: Path) ->
         assert key.curve.name == "secp256r1"
         remaining = leaf.not_valid_after_utc - datetime.now(UTC)
         assert remaining.days > 30  # beyond the gateway's renewal window
+
+
+def test_connections_spread_over_source_addresses_by_charge_point_number():
+    """Beyond one ephemeral port range (~28k), charge point n binds 127.0.0.(1 + n % N)."""
+    target = Target(LoadSpec(url="ws://127.0.0.1:1/ocpp/", source_addresses=3))
+    addresses = [target.options(f"CP{n}", n, 5.0)["local_addr"] for n in (0, 1, 2, 3, 7)]
+    assert addresses == [(f"127.0.0.{last}", 0) for last in (1, 2, 3, 1, 2)]
+    single = Target(LoadSpec(url="ws://127.0.0.1:1/ocpp/"))
+    assert "local_addr" not in single.options("CP5", 5, 5.0)
