@@ -31,7 +31,7 @@ from .capacity import AdmissionControl, CapacitySettings
 from .certificates import CertificateService
 from .cluster.bus import RedisBus
 from .cluster.client import connect as connect_redis
-from .cluster.directory import InMemoryDirectory, RedisDirectory, SessionDirectory
+from .cluster.directory import Holder, InMemoryDirectory, RedisDirectory, SessionDirectory
 from .cluster.events import ClusterEvents
 from .cluster.presence import ClusterPresence
 from .cluster.remote import ClusterCalls
@@ -236,10 +236,15 @@ class Gateway:
             event(
                 log, "session_taken_over", identity=identity, from_node=previous, epoch=claim.epoch
             )
-            with contextlib.suppress(Exception):
-                await self.bus.publish(
-                    previous, {"type": "takeover", "identity": identity, "epoch": claim.epoch}
-                )
+            # in the background: a Redis gone dark now must not hold up this charge point's
+            # session (its lock, its first messages); the old node's refresh is the backstop
+            message = {"type": "takeover", "identity": identity, "epoch": claim.epoch}
+            self._in_background(self._tell(previous, message))
+
+    async def _tell(self, node: str, message: dict[str, Any]) -> None:
+        assert self.bus is not None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.bus.publish(node, message), REDIS_TIMEOUT)
 
     def _on_cluster_message(self, message: dict[str, Any]) -> None:
         """A newer session of an identity lives on another node: close ours."""
@@ -257,8 +262,11 @@ class Gateway:
             self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection elsewhere")
 
     def _close_later(self, session: Any, code: int, reason: str) -> None:
-        task = asyncio.get_running_loop().create_task(session.close(code, reason))
-        self._closing.add(task)
+        self._in_background(session.close(code, reason))
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._closing.add(task)  # referenced until done
         task.add_done_callback(self._closing.discard)
 
     async def start_cluster(self) -> None:
@@ -334,6 +342,8 @@ class Gateway:
                 )
                 if held is None:  # never a takeover: another node may hold the newer session
                     restored = await self.directory.claim_if_free(identity, self.node_id)
+                    if restored is None and epoch is None:
+                        restored = await self._own_lost_claim(identity)
                     if restored is None:
                         held = False
                     elif not getattr(session, "closed", False):
@@ -346,6 +356,12 @@ class Gateway:
                 self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
         if reclaimed:
             event(log, "claims_restored", sessions=reclaimed)
+
+    async def _own_lost_claim(self, identity: str) -> Holder | None:
+        """The claim of this worker whose answer never arrived (Redis took the claim, the reply
+        came after the timeout, or a refresh was cancelled after it): adopted, not a takeover."""
+        holder = await self.directory.holder(identity)
+        return holder if holder is not None and holder.node == self.node_id else None
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security

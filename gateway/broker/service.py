@@ -13,9 +13,11 @@ import contextlib
 import logging
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ..cluster.client import MAX_CONNECTIONS
 from ..config import BrokerConfig
 from ..handler import CallHandler
 from ..logs import event
@@ -38,9 +40,13 @@ def without_backoff(redis: aioredis.Redis) -> aioredis.Redis:
     not after the shared client's retry backoff."""
     pool = redis.connection_pool
     kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 1)}
-    return aioredis.Redis(
-        connection_pool=aioredis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    quick = BlockingConnectionPool(  # a burst waits a moment for a connection, not an error
+        max_connections=MAX_CONNECTIONS,
+        timeout=1.0,
+        connection_class=pool.connection_class,
+        **kwargs,
     )
+    return aioredis.Redis(connection_pool=quick)
 
 
 class BrokerService:

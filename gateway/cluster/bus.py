@@ -18,6 +18,8 @@ import orjson
 from ..logs import event
 
 log = logging.getLogger("gateway.cluster")
+IDLE_PING = 15.0  # seconds without a message before a pub/sub connection is pinged
+PONG_TIMEOUT = 5.0  # then dead (resubscribed) if nothing answers within this
 Handler = Callable[[dict[str, Any]], None]
 
 
@@ -61,6 +63,10 @@ class RedisBus:
                 await self._task
 
 
+class SilentChannel(ConnectionError):
+    """The pub/sub connection answered nothing, not even a ping: its path died silently."""
+
+
 async def listen_forever(
     redis: Any,
     channel: str,
@@ -72,13 +78,30 @@ async def listen_forever(
     `on_subscribed` runs each time the subscription is live (Redis confirmed it), the first time
     and after every resubscription: what was published before then was not delivered (pub/sub
     keeps nothing), so that is when a listener re-reads the state the messages announce.
+
+    A connection whose path dies without a FIN or RST (a failover behind a virtual IP, a NAT or
+    load balancer forgetting an idle flow) would wait for messages forever: after `IDLE_PING`
+    seconds of silence the listener pings, and with no answer `PONG_TIMEOUT` seconds later it
+    drops the connection and resubscribes.
     """
+    loop = asyncio.get_running_loop()
     delay = 0.1
     while True:
         pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(channel)
-            async for message in pubsub.listen():
+            heard, pinged = loop.time(), None
+            while True:
+                message = await pubsub.get_message(timeout=min(1.0, PONG_TIMEOUT))
+                now = loop.time()
+                if message is None:
+                    if pinged is None and now - heard >= IDLE_PING:
+                        await pubsub.ping()
+                        pinged = now
+                    elif pinged is not None and now - pinged >= PONG_TIMEOUT:
+                        raise SilentChannel(f"no answer to a ping within {PONG_TIMEOUT} s")
+                    continue
+                heard, pinged = now, None  # anything (a pong too) shows the path is alive
                 kind = message["type"]
                 if kind == "message":
                     on_message(message["data"])
@@ -99,5 +122,5 @@ async def listen_forever(
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            with contextlib.suppress(Exception):  # a dead path must not hold the close either
+                await asyncio.wait_for(pubsub.aclose(), 1.0)

@@ -42,8 +42,9 @@ class SessionDirectory(Protocol):
         """Claim `identity` only if nobody holds it (restoring claims never takes over)."""
 
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
-        """Extend the claim's TTL if (node, epoch) still holds it: True; held by another: False;
-        no claim at all (expired, or Redis lost its data): None."""
+        """Extend the claim's TTL if (node, epoch) still holds it: True; held by another, or by
+        nobody since a newer claim ended: False; no claim at all (expired, or Redis lost its
+        data): None."""
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         """Delete the claim if (node, epoch) still holds it."""
@@ -84,8 +85,8 @@ class InMemoryDirectory:
 
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
         current = self._current(identity)
-        if current is None:
-            return None
+        if current is None:  # gone; taken over meanwhile if a newer epoch was handed out
+            return False if self._epochs.get(identity, 0) > epoch else None
         if current[:2] != (node, epoch):
             return False
         self._claims[identity] = (node, epoch, self._clock() + self._ttl)
@@ -122,11 +123,16 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return epoch
 """
-# KEYS[1] the claim hash; ARGV node, epoch, ttl ms. 1: (node, epoch) holds it; 0: another
-# holder; -1: no claim at all.
+# KEYS[1] the claim hash, KEYS[2] the epoch counter; ARGV node, epoch, ttl ms. 1: (node, epoch)
+# holds it; 0: another holder, or none but a newer claim was made since (the newer session ended:
+# the superseded one must not come back); -1: no claim at all (expired, or Redis lost its data).
 _REFRESH = """
 local current = redis.call('HMGET', KEYS[1], 'node', 'epoch')
 if not current[1] then
+  local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if newest > tonumber(ARGV[2]) then
+    return 0
+  end
   return -1
 end
 if current[1] == ARGV[1] and current[2] == ARGV[2] then
@@ -174,7 +180,7 @@ class RedisDirectory:
         return Claim(int(epoch), None, None) if epoch is not None else None
 
     async def refresh(self, identity: str, node: str, epoch: int) -> bool | None:
-        keys = self._keys(identity)[:1]
+        keys = self._keys(identity)
         answer = int(await self._refresh(keys=keys, args=[node, epoch, self._ttl_ms]))
         return None if answer < 0 else bool(answer)
 

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from typing import Any, Generic, TypeVar
 
 import orjson
+import redis
 
 from security.records import ChargePointRecord, check_profile_change
 from security.tokens import ApiToken, revoke_in
@@ -57,6 +58,12 @@ class MirroredHash(Generic[T]):
         self.pending: dict[str, Pending] = {}  # key -> (mode, fields or the whole document)
         self.version: Any = UNREAD  # Redis's version token when last read
         self.kick: Callable[[], None] = lambda: None
+        self.changes = 0  # a count of changes to single keys (ours, or applied announcements)
+        self._changed_at: dict[str, int] = {}  # key -> `changes` when it last changed
+
+    def _touch(self, key: str) -> None:
+        self.changes += 1
+        self._changed_at[key] = self.changes
 
     def write(self, key: str, item: T | None, mode: WriteMode, fields: Doc = None) -> None:
         """Change the mirror now; Redis follows. Writes pending for one key merge: a patch of a
@@ -65,6 +72,7 @@ class MirroredHash(Generic[T]):
             self.items.pop(key, None)
         else:
             self.items[key] = item
+        self._touch(key)
         previous = self.pending.get(key)
         if mode == "patch" and previous is not None and previous[0] in ("create", "patch", "put"):
             mode, fields = previous[0], {**(previous[1] or {}), **(fields or {})}
@@ -79,8 +87,14 @@ class MirroredHash(Generic[T]):
         self.version = UNREAD
         self.kick()
 
-    def replace_all(self, raw: dict[bytes, bytes]) -> set[str]:
-        """Take Redis's documents (keeping pending writes); the keys whose value changed."""
+    def replace_all(self, raw: dict[bytes, bytes], since: int | None = None) -> set[str]:
+        """Take Redis's documents (keeping pending writes); the keys whose value changed.
+
+        `since`: the `changes` count when `raw` was asked for. A key changed after that (an
+        announcement applied, a write of ours flushed while the whole hash was on its way) keeps
+        its newer value: an older snapshot never undoes it.
+        """
+        newer = {k for k, at in self._changed_at.items() if since is not None and at > since}
         fresh: dict[str, T] = {}
         for key, document in raw.items():
             name = key.decode()
@@ -88,13 +102,14 @@ class MirroredHash(Generic[T]):
                 fresh[name] = self.parse(document)
             except Exception:
                 event(log, "state_document_invalid", logging.ERROR, kind=self.kind, key=name)
-        for key in self.pending:
+        for key in self.pending.keys() | newer:
             if key in self.items:
                 fresh[key] = self.items[key]
             else:
                 fresh.pop(key, None)
         changed = {k for k in fresh.keys() | self.items.keys() if fresh.get(k) != self.items.get(k)}
         self.items = fresh
+        self._changed_at = {k: self._changed_at[k] for k in newer}  # older ones: in the snapshot
         return changed
 
     def replace_one(self, key: str, document: bytes | None) -> bool:
@@ -110,6 +125,7 @@ class MirroredHash(Generic[T]):
             except Exception:
                 event(log, "state_document_invalid", logging.ERROR, kind=self.kind, key=key)
                 return False
+        self._touch(key)
         return self.items.get(key) != before
 
 
@@ -258,8 +274,9 @@ class StateMirror:
             mirror = self._hashes[kind]
             if version == mirror.version:
                 continue
+            asked_at = mirror.changes
             documents = await asyncio.wait_for(self._redis.hgetall(self._keys.hash(kind)), TIMEOUT)
-            changed = mirror.replace_all(documents)
+            changed = mirror.replace_all(documents, asked_at)
             mirror.version = version
             if changed:
                 event(log, "state_reloaded", kind=kind, changed=len(changed))
@@ -309,7 +326,10 @@ class StateMirror:
             for key, (mode, fields) in list(mirror.pending.items()):
                 document = orjson.dumps(fields) if fields is not None else b""
                 keys, args = self._keys.write_args(kind, key, mode, document)
-                result = await asyncio.wait_for(self._write(keys=keys, args=args), TIMEOUT)
+                try:
+                    result = await asyncio.wait_for(self._write(keys=keys, args=args), TIMEOUT)
+                except redis.ResponseError as exc:  # this key only (e.g. a corrupt stored
+                    result = [f"rejected: {exc}"[:200]]  # document): the others still go
                 if mirror.pending.get(key) == (mode, fields):
                     del mirror.pending[key]
                 reason = refusal(result)

@@ -123,3 +123,23 @@ async def test_claim_if_free_never_takes_over(directory):
     restored = await directory.claim_if_free("CP6", "node-a")
     assert restored is not None and restored.epoch > held.epoch
     assert (await directory.holder("CP6")).node == "node-a"
+
+
+async def test_a_superseded_claim_does_not_come_back_after_its_successor_ended(directory):
+    """Node A missed the takeover message; B's newer session ended (released) before A's next
+    refresh: A's session is superseded (False, closed), not restorable (None)."""
+    old = await directory.claim("CP9", "node-a")
+    new = await directory.claim("CP9", "node-b")
+    assert await directory.release("CP9", "node-b", new.epoch)
+    assert await directory.refresh("CP9", "node-a", old.epoch) is False
+    assert await directory.holder("CP9") is None
+
+
+async def test_a_claim_that_expired_with_no_newer_one_is_restorable(redis_client):
+    """Expired (or lost with Redis's data) and nothing newer: None, the caller may restore it."""
+    directory = RedisDirectory(redis_client, prefix="exp:", ttl=30)
+    claim = await directory.claim("CP10", "node-a")
+    await redis_client.delete("exp:{cp:CP10}:claim")  # expired
+    assert await directory.refresh("CP10", "node-a", claim.epoch) is None
+    await redis_client.delete("exp:{cp:CP10}:epoch")  # Redis lost everything
+    assert await directory.refresh("CP10", "node-a", claim.epoch) is None

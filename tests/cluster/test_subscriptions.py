@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import orjson
+import redis as sync_redis
 import redis.asyncio as aioredis
 
+from gateway.cluster import bus
 from gateway.cluster.bus import listen_forever
+from gateway.cluster.client import connect
 from gateway.cluster.events import ClusterEvents
-from gateway.cluster.mirror import MirroredRecordStore, StateMirror
-from gateway.cluster.state import StateKeys, record_document
+from gateway.cluster.mirror import UNREAD, MirroredRecordStore, MirroredTokenStore, StateMirror
+from gateway.cluster.state import RedisRecordStore, StateKeys, record_document
 from security.records import ChargePointRecord
+from security.tokens import new_token
 
 
 async def eventually(check, timeout: float = 5.0) -> None:
@@ -147,3 +152,141 @@ async def test_an_announcement_heard_during_a_watchers_read_is_not_overwritten_b
     finally:
         finish_read.set()
         await events.stop()
+
+
+class BlackholeProxy:
+    """A TCP relay to Redis whose links can be cut silently: bytes are swallowed, no FIN, no
+    RST (a failover behind a virtual IP, a NAT or load balancer that forgot the flow)."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._links: list[dict[str, bool]] = []
+        self._writers: list[asyncio.StreamWriter] = []
+
+    def cut(self) -> None:
+        """Every link open now swallows what it is given; new links work."""
+        for link in self._links:
+            link["cut"] = True
+
+    async def relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._port)
+        link = {"cut": False}
+        self._links.append(link)
+        self._writers += [writer, upstream_writer]
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                if not link["cut"]:
+                    sink.write(data)
+                    await sink.drain()
+
+        await asyncio.gather(
+            pump(reader, upstream_writer), pump(upstream_reader, writer), return_exceptions=True
+        )
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+
+
+async def test_a_pubsub_connection_whose_path_dies_silently_is_noticed_and_resubscribed(
+    redis_server, redis_client, monkeypatch, caplog
+):
+    """Without a ping, `listen` waits on a dead path forever: every message is lost, unlogged."""
+    monkeypatch.setattr(bus, "IDLE_PING", 0.3)
+    monkeypatch.setattr(bus, "PONG_TIMEOUT", 0.3)
+    caplog.set_level(logging.WARNING, logger="gateway.cluster")
+    proxy = BlackholeProxy(redis_server.port)
+    relay = await asyncio.start_server(proxy.relay, "127.0.0.1", 0)
+    through_proxy = connect(f"redis://127.0.0.1:{relay.sockets[0].getsockname()[1]}/0")
+    received: list[bytes] = []
+    subscribed: list[float] = []
+    listener = asyncio.create_task(
+        listen_forever(
+            through_proxy, "t:silent", received.append, lambda: subscribed.append(time.monotonic())
+        )
+    )
+    try:
+        await eventually(lambda: len(subscribed) == 1)
+        await asyncio.sleep(0.8)  # idle past a ping: an answered ping keeps the subscription
+        assert len(subscribed) == 1 and not caplog.records
+        proxy.cut()
+        cut_at = time.monotonic()
+        assert await redis_client.publish("t:silent", b"lost") >= 1  # swallowed on the way
+        await eventually(lambda: [r.msg for r in caplog.records] == ["cluster_channel_lost"])
+        assert "no answer to a ping" in caplog.records[0].fields["error"]
+        await eventually(lambda: len(subscribed) == 2)  # on a new connection
+        assert subscribed[1] - cut_at < 3.0
+        await redis_client.publish("t:silent", b"after")
+        await eventually(lambda: received == [b"after"])
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await through_proxy.aclose()
+        proxy.close()
+        relay.close()
+
+
+async def test_a_write_redis_rejects_is_dropped_with_a_warning_and_the_others_still_go(
+    redis_client, caplog
+):
+    """A stored record that is not JSON makes the write script fail for that key: the token
+    revocation queued behind it must still reach Redis (it used to wait forever)."""
+    caplog.set_level(logging.WARNING, logger="gateway.cluster")
+    records, tokens = MirroredRecordStore(), MirroredTokenStore()
+    mirror = StateMirror(redis_client, "f:", records, tokens)
+    keys = StateKeys("f:")
+    records.put(ChargePointRecord("CPBAD", security_profile=1))
+    await mirror.flush()
+    await redis_client.hset(keys.hash("records"), "CPBAD", b"{not json")  # corrupted elsewhere
+    records.put(ChargePointRecord("CPBAD", security_profile=2))  # a patch: decodes the old one
+    _, token = new_token("viewer")
+    tokens.put(token)
+    assert tokens.revoke(token.token_id)
+    await mirror.flush()
+    stored = orjson.loads(await redis_client.hget(keys.hash("tokens"), token.hash))
+    assert stored["revoked"] is True
+    (refused,) = [r.fields for r in caplog.records if r.msg == "state_write_refused"]
+    assert refused["identity"] == "CPBAD" and refused["reason"].startswith("rejected")
+    assert not records.hash.pending and not tokens.hash.pending
+
+
+async def test_a_sync_whose_snapshot_is_older_than_an_applied_announcement_does_not_undo_it(
+    redis_server, redis_client, monkeypatch
+):
+    """The whole hash is on its way (a big HGETALL) when the CLI disables CPOLD and the
+    announcement is applied: the older snapshot must not enable it again."""
+    records = MirroredRecordStore()
+    mirror = StateMirror(redis_client, "o:", records, None)
+    cli = RedisRecordStore(sync_redis.Redis.from_url(redis_server.url), "o:")
+    await mirror.start()
+    try:
+        await eventually_async(lambda: subscribers(redis_client, "o:state"), 1)
+        cli.put(ChargePointRecord("CPOLD", security_profile=1))
+        await eventually(lambda: records.get("CPOLD") is not None)
+        snapshot_taken, deliver = asyncio.Event(), asyncio.Event()
+        real_hgetall = redis_client.hgetall
+
+        async def slow_hgetall(key):
+            snapshot = await real_hgetall(key)
+            snapshot_taken.set()
+            await deliver.wait()
+            return snapshot
+
+        monkeypatch.setattr(redis_client, "hgetall", slow_hgetall)
+        records.hash.version = UNREAD  # this sync reads the whole hash
+        sync = asyncio.create_task(mirror.sync())
+        await asyncio.wait_for(snapshot_taken.wait(), 5)
+        cli.put(ChargePointRecord("CPOLD", security_profile=1, enabled=False))
+        await eventually(lambda: not records.get("CPOLD").enabled)  # the announcement
+        deliver.set()
+        await asyncio.wait_for(sync, 5)
+        assert not records.get("CPOLD").enabled, "the older snapshot undid the newer change"
+        monkeypatch.undo()
+        records.hash.version = UNREAD
+        await mirror.sync()  # a later full read agrees
+        assert not records.get("CPOLD").enabled
+    finally:
+        await mirror.stop()
+        cli._client.close()

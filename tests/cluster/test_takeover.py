@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
+from gateway import runtime
 from gateway.cluster.directory import RedisDirectory
 
 
@@ -108,3 +109,47 @@ async def test_restoring_a_failed_claim_does_not_evict_the_newer_session_elsewhe
                 await asyncio.wait_for(old.recv(), 3)  # A's stale session is the one closed
             await _heartbeat(new, "3")
             assert (await directory.holder("STALE1")).node == "node-b"
+
+
+async def test_a_claim_redis_took_but_answered_too_late_is_adopted_not_taken_for_a_takeover(
+    two_nodes, monkeypatch
+):
+    """Redis stored the claim, the answer came after the gateway's timeout: the session has no
+    epoch; the refresh finds this worker's own claim and keeps the session (it used to close it
+    as replaced)."""
+    (a, _), directory = two_nodes
+    monkeypatch.setattr(runtime, "REDIS_TIMEOUT", 0.2)
+    claim = a.gateway.directory.claim
+
+    async def late_claim(identity: str, node: str):
+        taken = await claim(identity, node)  # lands in Redis...
+        await asyncio.sleep(0.5)  # ...and answers after the timeout
+        return taken
+
+    monkeypatch.setattr(a.gateway.directory, "claim", late_claim)
+    async with websockets.connect(a.url("LATE1"), subprotocols=["ocpp1.6"]) as ws:
+        await _heartbeat(ws, "1")
+        session = a.gateway.registry.get("LATE1")
+        assert session.claim_epoch is None, "the claim's answer timed out"
+        held = await directory.holder("LATE1")
+        assert held.node == "node-a"
+        await a.gateway.refresh_claims()
+        assert session.claim_epoch == held.epoch and not session.closed
+        await _heartbeat(ws, "2")
+
+
+async def test_the_takeover_message_does_not_hold_up_the_new_session(two_nodes, monkeypatch):
+    """Telling the old node goes in the background: a Redis that stops answering after the claim
+    does not delay the new session's first answer."""
+    (a, b), _ = two_nodes
+    async with websockets.connect(a.url("SLOWBUS"), subprotocols=["ocpp1.6"]) as old:
+        await _heartbeat(old, "1")
+        hang = asyncio.Event()
+
+        async def publish_never_answers(node, message):
+            await hang.wait()
+
+        monkeypatch.setattr(b.gateway.bus, "publish", publish_never_answers)
+        async with websockets.connect(b.url("SLOWBUS"), subprotocols=["ocpp1.6"]) as new:
+            await _heartbeat(new, "2")  # within 2 s
+        hang.set()
