@@ -327,33 +327,42 @@ class Gateway:
             if not self.redis_healthy:
                 event(log, "redis_available")
             self.redis_healthy = True
-        reclaimed = 0
+        claimed, unclaimed = [], []
         for session in self.registry.local_sessions():
             if getattr(session, "closed", False):
                 continue
             identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
-            if epoch is None and self._in_flight.get(identity):
-                continue  # its claim is being made right now: not a lost one
-            try:
-                held = (
-                    None
-                    if epoch is None
-                    else await self.directory.refresh(identity, self.node_id, epoch)
-                )
-                if held is None:  # never a takeover: another node may hold the newer session
-                    restored = await self.directory.claim_if_free(identity, self.node_id)
-                    if restored is None and epoch is None:
-                        restored = await self._own_lost_claim(identity)
-                    if restored is None:
-                        held = False
-                    elif not getattr(session, "closed", False):
-                        session.claim_epoch = restored.epoch  # type: ignore[attr-defined]
-                        reclaimed += 1
-            except Exception as exc:
-                event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
-                return
+            if epoch is not None:
+                claimed.append((session, identity, epoch))
+            elif not self._in_flight.get(identity):  # else being claimed right now: not lost
+                unclaimed.append(session)
+        try:
+            held_now = await self.directory.refresh_many(
+                self.node_id, [(identity, epoch) for _, identity, epoch in claimed]
+            )
+        except Exception as exc:
+            event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
+            return
+        for (session, _, _), held in zip(claimed, held_now, strict=True):
             if held is False:
                 self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
+            elif held is None:  # expired, or Redis lost it: restore it unless someone holds it
+                unclaimed.append(session)
+        reclaimed = 0
+        for session in unclaimed:
+            identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
+            try:  # never a takeover: another node may hold the newer session
+                restored = await self.directory.claim_if_free(identity, self.node_id)
+                if restored is None and epoch is None:
+                    restored = await self._own_lost_claim(identity)
+            except Exception as exc:  # Redis went away: the next round goes on
+                event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
+                break
+            if restored is None:
+                self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
+            elif not getattr(session, "closed", False):
+                session.claim_epoch = restored.epoch  # type: ignore[attr-defined]
+                reclaimed += 1
         if reclaimed:
             event(log, "claims_restored", sessions=reclaimed)
 

@@ -46,6 +46,9 @@ class SessionDirectory(Protocol):
         nobody since a newer claim ended: False; no claim at all (expired, or Redis lost its
         data): None."""
 
+    async def refresh_many(self, node: str, claims: list[tuple[str, int]]) -> list[bool | None]:
+        """`refresh` of each (identity, epoch) held by `node`, in order, in few round trips."""
+
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         """Delete the claim if (node, epoch) still holds it."""
 
@@ -91,6 +94,9 @@ class InMemoryDirectory:
             return False
         self._claims[identity] = (node, epoch, self._clock() + self._ttl)
         return True
+
+    async def refresh_many(self, node: str, claims: list[tuple[str, int]]) -> list[bool | None]:
+        return [await self.refresh(identity, node, epoch) for identity, epoch in claims]
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         current = self._current(identity)
@@ -151,6 +157,9 @@ return 0
 """
 
 
+BATCH = 500  # refresh scripts per pipelined round trip
+
+
 class RedisDirectory:
     """Claims in Redis: atomic Lua scripts; both keys of an identity share one hash slot."""
 
@@ -183,6 +192,20 @@ class RedisDirectory:
         keys = self._keys(identity)
         answer = int(await self._refresh(keys=keys, args=[node, epoch, self._ttl_ms]))
         return None if answer < 0 else bool(answer)
+
+    async def refresh_many(self, node: str, claims: list[tuple[str, int]]) -> list[bool | None]:
+        """Pipelined, `BATCH` scripts per round trip: 15,000 claims in about 30 round trips
+        (one by one they took 2 s on loopback, more than a refresh interval on a remote Redis)."""
+        answers: list[bool | None] = []
+        for start in range(0, len(claims), BATCH):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for identity, epoch in claims[start : start + BATCH]:
+                    await self._refresh(
+                        keys=self._keys(identity), args=[node, epoch, self._ttl_ms], client=pipe
+                    )
+                results = await pipe.execute()
+            answers.extend(None if int(answer) < 0 else bool(int(answer)) for answer in results)
+        return answers
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         return bool(await self._release(keys=self._keys(identity)[:1], args=[node, epoch]))

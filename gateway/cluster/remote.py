@@ -8,15 +8,18 @@ only queue, cluster-wide) and answers with `call_result`. A lost message shows a
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..logs import event
 from ..ocppj.codec import CallError, CallResult
 from ..router import CallFailed
 from .bus import RedisBus
 from .directory import SessionDirectory
 
+log = logging.getLogger("gateway.cluster")
 LocalCall = Callable[[str, str, dict[str, Any], float | None], Awaitable[CallResult | CallError]]
 REPLY_SLACK_SECONDS = 2.0
 
@@ -115,4 +118,14 @@ class ClusterCalls:
                 reply.update(
                     outcome="callresult", message_id=result.message_id, payload=result.payload
                 )
-        await self._bus.publish(message["reply_to"], reply)
+        try:
+            await self._bus.publish(message["reply_to"], reply)
+        except Exception as exc:  # Redis went away: the requester times out, said here
+            event(
+                log,
+                "cluster_reply_lost",
+                logging.WARNING,
+                identity=message["identity"],
+                to_node=message["reply_to"],
+                error=str(exc)[:200],
+            )

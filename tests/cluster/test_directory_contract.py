@@ -8,6 +8,7 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.cluster import directory as directory_module
 from gateway.cluster.directory import InMemoryDirectory, RedisDirectory
 
 
@@ -143,3 +144,23 @@ async def test_a_claim_that_expired_with_no_newer_one_is_restorable(redis_client
     assert await directory.refresh("CP10", "node-a", claim.epoch) is None
     await redis_client.delete("exp:{cp:CP10}:epoch")  # Redis lost everything
     assert await directory.refresh("CP10", "node-a", claim.epoch) is None
+
+
+async def test_refresh_many_answers_each_claim_in_order_as_refresh_does(directory):
+    held = await directory.claim("M1", "node-a")
+    taken = await directory.claim("M2", "node-a")
+    await directory.claim("M2", "node-b")  # taken over
+    answers = await directory.refresh_many(
+        "node-a", [("M1", held.epoch), ("M2", taken.epoch), ("M3", 7)]
+    )
+    assert answers == [True, False, None]
+    assert await directory.refresh_many("node-a", []) == []
+
+
+async def test_redis_refresh_many_spans_several_pipelined_batches(redis_client, monkeypatch):
+    monkeypatch.setattr(directory_module, "BATCH", 4)
+    directory = RedisDirectory(redis_client, prefix="many:", ttl=30)
+    claims = [(f"B{n}", (await directory.claim(f"B{n}", "node-a")).epoch) for n in range(10)]
+    await directory.claim("B5", "node-b")
+    answers = await directory.refresh_many("node-a", claims)
+    assert answers == [n != 5 for n in range(10)]

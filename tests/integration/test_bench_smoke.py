@@ -53,3 +53,26 @@ def test_metrics_overhead_benchmark_runs() -> None:
     assert [result["multiprocess"] for result in report["results"]] == [False, True]
     for result in report["results"]:
         assert result["heartbeat_with_metrics_us"] > 0 and result["cached_counter_inc_us"] > 0
+
+
+def test_claim_refresh_benchmark_runs(redis_server) -> None:
+    """`python -m bench.claim_refresh --claims 1200` on the session's Redis: three batches."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.claim_refresh",
+            "--claims",
+            "1200",
+            "--redis-url",
+            redis_server.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["claims"] == 1200 and result["batch"] == 500
+    assert result["one_by_one_seconds"] > 0 and result["pipelined_seconds"] > 0
