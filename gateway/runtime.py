@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from security.cadb import CaDatabase
 from security.certcheck import CertRejected, check_client_certificate
 from security.policy import Authenticator, PolicySettings
@@ -71,6 +73,7 @@ from .ui.service import UiService
 from .versions import VERSIONS
 
 log = logging.getLogger("gateway")
+REDIS_GONE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError, OSError)
 REDIS_TIMEOUT = 5.0  # a blackholed Redis must not stall reloads, claims or closes
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455 5.5: control frame payload <= 125 bytes, 2 for the code
 
@@ -343,34 +346,62 @@ class Gateway:
         except Exception as exc:
             event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
             return
+        held_elsewhere = []
         for (session, _, _), held in zip(claimed, held_now, strict=True):
-            if held is False:
-                self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
+            if held is False:  # taken over, unless the newer claim is our own lost one
+                held_elsewhere.append(session)
             elif held is None:  # expired, or Redis lost it: restore it unless someone holds it
                 unclaimed.append(session)
         reclaimed = 0
-        for session in unclaimed:
-            identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
-            try:  # never a takeover: another node may hold the newer session
-                restored = await self.directory.claim_if_free(identity, self.node_id)
-                if restored is None and epoch is None:
-                    restored = await self._own_lost_claim(identity)
-            except Exception as exc:  # Redis went away: the next round goes on
+        settle = [(s, False) for s in held_elsewhere] + [(s, True) for s in unclaimed]
+        for session, is_unclaimed in settle:
+            try:
+                reclaimed += await self._settle_claim(session, is_unclaimed)
+            except REDIS_GONE as exc:  # Redis went away
                 event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
-                break
-            if restored is None:
-                self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
-            elif not getattr(session, "closed", False):
-                session.claim_epoch = restored.epoch  # type: ignore[attr-defined]
-                reclaimed += 1
+                break  # the next round goes on
+            except Exception as exc:  # this identity's keys only (e.g. a foreign value)
+                event(
+                    log,
+                    "claim_refresh_failed",
+                    logging.ERROR,
+                    identity=session.info.identity,
+                    error=str(exc)[:200],
+                )
         if reclaimed:
             event(log, "claims_restored", sessions=reclaimed)
 
-    async def _own_lost_claim(self, identity: str) -> Holder | None:
+    async def _settle_claim(self, session: Any, unclaimed: bool) -> int:
+        """A session whose claim is gone (`unclaimed`: restored unless someone holds it, never
+        a takeover) or held by a newer epoch (taken over, unless that claim is this worker's
+        own lost one): 1 when a claim was restored, else 0 (adopted, or the session closed)."""
+        restored = None
+        if unclaimed:
+            restored = await self.directory.claim_if_free(session.info.identity, self.node_id)
+        own = restored or await self._own_lost_claim(session)
+        if own is None:
+            self._close_later(session, CLOSE_REPLACED, "replaced by a newer connection")
+            return 0
+        if getattr(session, "closed", False):
+            return 0
+        session.claim_epoch = own.epoch  # type: ignore[attr-defined]
+        return 1 if unclaimed else 0
+
+    async def _own_lost_claim(self, session: Any) -> Holder | None:
         """The claim of this worker whose answer never arrived (Redis took the claim, the reply
-        came after the timeout, or a refresh was cancelled after it): adopted, not a takeover."""
+        came after the timeout, or a refresh was cancelled after it): adopted by `session`, not
+        a takeover, if it is still the identity's session here and no other claim is underway."""
+        identity = session.info.identity
+
+        def current() -> bool:
+            return self.registry.get(identity) is session and not self._in_flight.get(identity)
+
+        if not current():
+            return None
         holder = await self.directory.holder(identity)
-        return holder if holder is not None and holder.node == self.node_id else None
+        if holder is None or holder.node != self.node_id or not current():
+            return None
+        return holder
 
     def _profile_policy(self) -> ProfilePolicy:
         settings = self.config.security

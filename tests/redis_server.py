@@ -39,13 +39,18 @@ def _free_port() -> int:
 
 
 def start_redis(
-    port: int | None = None, *, appendonly: bool = False, directory: str | None = None
+    port: int | None = None,
+    *,
+    appendonly: bool = False,
+    directory: str | None = None,
+    unix_socket: bool = False,
 ) -> RedisServer:
     """Start redis-server and wait until it answers PING.
 
     No persistence by default; `appendonly` turns the AOF on with `appendfsync always` (every
     acknowledged write is on disk). `directory` reuses a data directory (a restart that keeps
-    the AOF: kill the process without `stop()`, which deletes the directory).
+    the AOF: kill the process without `stop()`, which deletes the directory). `unix_socket`:
+    also listen on `<directory>/redis.sock`.
     """
     binary = shutil.which("redis-server")
     if binary is None:
@@ -67,6 +72,7 @@ def start_redis(
             directory,
             "--protected-mode",
             "yes",
+            *(["--unixsocket", f"{directory}/redis.sock"] if unix_socket else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -27,6 +27,7 @@ KEEPALIVE = {
     for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
     if hasattr(socket, name)
 }
+TCP_OPTIONS = {"socket_keepalive": True, "socket_keepalive_options": KEEPALIVE}
 
 
 def connect(url: str, timeout: float = TIMEOUT) -> aioredis.Redis:
@@ -34,16 +35,16 @@ def connect(url: str, timeout: float = TIMEOUT) -> aioredis.Redis:
     waits for one to be free (up to `timeout`) instead of failing at once, as redis-py's default
     pool does past 100 (a burst of claims or announcements then failed with "Too many
     connections" while Redis was fine)."""
+    tcp = {} if url.startswith("unix://") else TCP_OPTIONS  # a Unix socket has no keepalive
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        socket_keepalive=True,
-        socket_keepalive_options=KEEPALIVE,
         retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         retry_on_error=_RETRY_ON,
+        **tcp,
     )
     client = aioredis.Redis(connection_pool=pool)
     client.auto_close_connection_pool = True  # aclose() closes the pool, as with from_url

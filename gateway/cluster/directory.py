@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from redis.exceptions import NoScriptError
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -198,14 +200,21 @@ class RedisDirectory:
         (one by one they took 2 s on loopback, more than a refresh interval on a remote Redis)."""
         answers: list[bool | None] = []
         for start in range(0, len(claims), BATCH):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for identity, epoch in claims[start : start + BATCH]:
-                    await self._refresh(
-                        keys=self._keys(identity), args=[node, epoch, self._ttl_ms], client=pipe
-                    )
-                results = await pipe.execute()
-            answers.extend(None if int(answer) < 0 else bool(int(answer)) for answer in results)
+            batch = claims[start : start + BATCH]
+            results = await self._refresh_batch(node, batch)
+            if any(isinstance(result, NoScriptError) for result in results):
+                results = await self._refresh_batch(node, batch)  # Redis restarted: loaded again
+            answers.extend(_refreshed(result) for result in results)
         return answers
+
+    async def _refresh_batch(self, node: str, batch: list[tuple[str, int]]) -> list[Any]:
+        """One pipeline of refresh scripts; a key's error is its answer, not the batch's."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for identity, epoch in batch:
+                await self._refresh(
+                    keys=self._keys(identity), args=[node, epoch, self._ttl_ms], client=pipe
+                )
+            return list(await pipe.execute(raise_on_error=False))
 
     async def release(self, identity: str, node: str, epoch: int) -> bool:
         return bool(await self._release(keys=self._keys(identity)[:1], args=[node, epoch]))
@@ -213,6 +222,14 @@ class RedisDirectory:
     async def holder(self, identity: str) -> Holder | None:
         node, epoch = await self._redis.hmget(self._keys(identity)[0], "node", "epoch")
         return Holder(_text(node), int(epoch)) if node is not None else None
+
+
+def _refreshed(result: Any) -> bool | None:
+    """A refresh script's answer; an error for one key (a foreign value under the claim's name)
+    counts as no claim: restoring it then says what is wrong, the other claims are unaffected."""
+    if isinstance(result, Exception):
+        return None
+    return None if int(result) < 0 else bool(int(result))
 
 
 def _text(value: Any) -> str:

@@ -61,7 +61,8 @@ class MirroredHash(Generic[T]):
         self.changes = 0  # a count of changes to single keys (ours, or applied announcements)
         self._changed_at: dict[str, int] = {}  # key -> `changes` when it last changed
 
-    def _touch(self, key: str) -> None:
+    def touch(self, key: str) -> None:
+        """`key` changed now (a full read asked for before this must not undo it)."""
         self.changes += 1
         self._changed_at[key] = self.changes
 
@@ -72,7 +73,7 @@ class MirroredHash(Generic[T]):
             self.items.pop(key, None)
         else:
             self.items[key] = item
-        self._touch(key)
+        self.touch(key)
         previous = self.pending.get(key)
         if mode == "patch" and previous is not None and previous[0] in ("create", "patch", "put"):
             mode, fields = previous[0], {**(previous[1] or {}), **(fields or {})}
@@ -125,7 +126,7 @@ class MirroredHash(Generic[T]):
             except Exception:
                 event(log, "state_document_invalid", logging.ERROR, kind=self.kind, key=key)
                 return False
-        self._touch(key)
+        self.touch(key)
         return self.items.get(key) != before
 
 
@@ -184,6 +185,23 @@ class MirroredTokenStore:
     def revoke(self, token_id: str) -> bool:
         """Revoke the token with this id; True when found."""
         return revoke_in(self, token_id)
+
+
+# Redis refusing writes in general (memory, a demoted primary, disk, loading): not the key's fault
+_TRANSIENT = ("OOM", "maxmemory", "READONLY", "MISCONF", "BUSY", "MASTERDOWN", "NOPERM", "LOADING")
+_TRANSIENT += ("TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+
+
+def script_failed_on_this_key(error: redis.ResponseError) -> bool:
+    """The write script itself failed on what this key holds (e.g. a stored document that is not
+    JSON): retrying cannot help, the other writes must still go. Any refusal of Redis's own is
+    transient and is retried."""
+    text = str(error)
+    return (
+        type(error) is redis.ResponseError
+        and ("user_script:" in text or "Error running script" in text)
+        and not any(word in text for word in _TRANSIENT)
+    )
 
 
 class StateMirror:
@@ -307,7 +325,10 @@ class StateMirror:
             return
         if kind == "reload":
             self.on_reload()
-        elif kind in self._hashes and isinstance(key, str):
+        elif not (isinstance(kind, str) and isinstance(key, str)):
+            # (a list as kind used to raise here and tear the subscription down)
+            event(log, "state_message_invalid", logging.WARNING)
+        elif kind in self._hashes:  # a kind this node does not mirror: not its business
             self._spawn(self._apply(kind, key))
 
     async def _apply(self, kind: str, key: str) -> None:
@@ -328,10 +349,13 @@ class StateMirror:
                 keys, args = self._keys.write_args(kind, key, mode, document)
                 try:
                     result = await asyncio.wait_for(self._write(keys=keys, args=args), TIMEOUT)
-                except redis.ResponseError as exc:  # this key only (e.g. a corrupt stored
-                    result = [f"rejected: {exc}"[:200]]  # document): the others still go
+                except redis.ResponseError as exc:
+                    if not script_failed_on_this_key(exc):
+                        raise  # Redis refuses writes for now (OOM, read-only...): kept, retried
+                    result = [f"rejected: {exc}"[:200]]  # e.g. a corrupt stored document
                 if mirror.pending.get(key) == (mode, fields):
                     del mirror.pending[key]
+                mirror.touch(key)  # in Redis from now: an older full read must not undo it
                 reason = refusal(result)
                 if reason is not None:  # e.g. removed or raised elsewhere meanwhile
                     mirror.version = UNREAD  # re-read everything at the next sync as well

@@ -8,6 +8,8 @@ import socket
 from gateway.broker.service import without_backoff
 from gateway.cluster.client import MAX_CONNECTIONS, connect
 
+from ..redis_server import start_redis
+
 
 async def test_redis_connections_use_tcp_keepalive(redis_server):
     """A dead idle path is found by the kernel within about a minute, on every connection."""
@@ -36,3 +38,16 @@ async def test_a_burst_beyond_the_pool_waits_for_a_connection_instead_of_failing
     finally:
         await quick.aclose(close_connection_pool=True)
         await client.aclose()
+
+
+async def test_a_unix_socket_url_works_without_tcp_options():
+    """`redis.url = "unix:///..."` is accepted by the configuration: the client must not pass
+    TCP keepalive options to a Unix socket connection (redis-py refuses them)."""
+    server = start_redis(unix_socket=True)
+    client = connect(f"unix://{server.directory}/redis.sock")
+    try:
+        assert await client.ping()
+        assert await client.set("unix:key", "1") and await client.get("unix:key") == b"1"
+    finally:
+        await client.aclose()
+        server.stop()

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from gateway.cluster import directory as directory_module
 from gateway.cluster.directory import InMemoryDirectory, RedisDirectory
@@ -164,3 +165,33 @@ async def test_redis_refresh_many_spans_several_pipelined_batches(redis_client, 
     await directory.claim("B5", "node-b")
     answers = await directory.refresh_many("node-a", claims)
     assert answers == [n != 5 for n in range(10)]
+
+
+async def test_redis_refresh_many_answers_a_broken_key_alone(redis_client):
+    """A foreign value under one claim's name fails that claim's script only (it used to fail
+    the whole round: every claim of the worker would have expired)."""
+    directory = RedisDirectory(redis_client, prefix="odd:", ttl=30)
+    good = await directory.claim("G1", "node-a")
+    bad = await directory.claim("G2", "node-a")
+    await redis_client.delete("odd:{cp:G2}:claim")
+    await redis_client.set("odd:{cp:G2}:claim", "not a hash")
+    answers = await directory.refresh_many("node-a", [("G1", good.epoch), ("G2", bad.epoch)])
+    assert answers == [True, None]
+
+
+async def test_redis_refresh_many_runs_a_batch_again_when_redis_forgot_the_script(
+    redis_client, monkeypatch
+):
+    directory = RedisDirectory(redis_client, prefix="ns:", ttl=30)
+    claim = await directory.claim("N1", "node-a")
+    real_batch, calls = directory._refresh_batch, []
+
+    async def forgetful(node, batch):
+        calls.append(len(batch))
+        if len(calls) == 1:  # Redis restarted between the script check and the pipeline
+            return [NoScriptError("NOSCRIPT No matching script")] * len(batch)
+        return await real_batch(node, batch)
+
+    monkeypatch.setattr(directory, "_refresh_batch", forgetful)
+    assert await directory.refresh_many("node-a", [("N1", claim.epoch)]) == [True]
+    assert calls == [1, 1]

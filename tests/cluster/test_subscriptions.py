@@ -10,6 +10,7 @@ import logging
 import time
 
 import orjson
+import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
@@ -17,10 +18,18 @@ from gateway.cluster import bus
 from gateway.cluster.bus import listen_forever
 from gateway.cluster.client import connect
 from gateway.cluster.events import ClusterEvents
-from gateway.cluster.mirror import UNREAD, MirroredRecordStore, MirroredTokenStore, StateMirror
+from gateway.cluster.mirror import (
+    UNREAD,
+    MirroredRecordStore,
+    MirroredTokenStore,
+    StateMirror,
+    script_failed_on_this_key,
+)
 from gateway.cluster.state import RedisRecordStore, StateKeys, record_document
 from security.records import ChargePointRecord
 from security.tokens import new_token
+
+from ..redis_server import start_redis
 
 
 async def eventually(check, timeout: float = 5.0) -> None:
@@ -290,3 +299,93 @@ async def test_a_sync_whose_snapshot_is_older_than_an_applied_announcement_does_
     finally:
         await mirror.stop()
         cli._client.close()
+
+
+async def test_a_write_redis_refuses_for_now_is_kept_and_retried_not_dropped():
+    """Out of memory (or read-only after a failover): not the key's fault. The change stays
+    pending and in the node's copy, and reaches Redis once it takes writes again."""
+    server = start_redis()
+    client = aioredis.from_url(server.url)
+    try:
+        records = MirroredRecordStore()
+        mirror = StateMirror(client, "r:", records, None)
+        records.put(ChargePointRecord("CPMEM", security_profile=1))
+        await mirror.flush()
+        await client.config_set("maxmemory-policy", "noeviction")
+        await client.config_set("maxmemory", 1)
+        records.put(ChargePointRecord("CPMEM", security_profile=1, enabled=False))
+        with pytest.raises(sync_redis.ResponseError):
+            await mirror.flush()
+        assert records.hash.pending and not records.get("CPMEM").enabled
+        await client.config_set("maxmemory", 0)
+        await mirror.flush()
+        stored = orjson.loads(await client.hget(StateKeys("r:").hash("records"), "CPMEM"))
+        assert stored["enabled"] is False and not records.hash.pending
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("message", "own"),
+    [
+        ("user_script:3: Expected value but found invalid token at character 1 script: f", True),
+        ("ERR Error running script (call to f_1): @user_script:3: Expected value", True),
+        ("ERR Error running script (call to f_1): @user_script:1: -OOM command not allowed", False),
+        ("MISCONF Redis is configured to save RDB snapshots, script: f, on @user_script:1.", False),
+        ("BUSY Redis is busy running a script", False),
+    ],
+)
+def test_only_the_scripts_own_failures_count_as_the_keys(message: str, own: bool) -> None:
+    assert script_failed_on_this_key(sync_redis.ResponseError(message)) is own
+    assert not script_failed_on_this_key(sync_redis.exceptions.ReadOnlyError(message))
+
+
+async def test_a_full_read_asked_for_before_our_write_was_acknowledged_does_not_undo_it(
+    redis_client, monkeypatch
+):
+    """Our write is pending when the periodic sync sends HGETALL; the write's reply comes first
+    (pending cleared), the older snapshot lands while flush reads the key back: the record this
+    node just created must not vanish, not even for a moment (its session would be closed as
+    removed by the change listener)."""
+    records = MirroredRecordStore()
+    mirror = StateMirror(redis_client, "a:", records, None)
+    seen: list[tuple[set[str], bool]] = []
+    mirror.on_change = lambda kind, keys: seen.append((keys, records.get("CP9") is not None))
+    records.put(ChargePointRecord("CP9", security_profile=1))  # pending
+    snapshot_taken, deliver = asyncio.Event(), asyncio.Event()
+    real_hgetall, real_hget = redis_client.hgetall, redis_client.hget
+
+    async def slow_hgetall(key):
+        snapshot = await real_hgetall(key)  # without CP9
+        snapshot_taken.set()
+        await deliver.wait()
+        return snapshot
+
+    monkeypatch.setattr(redis_client, "hgetall", slow_hgetall)
+    sync = asyncio.create_task(mirror.sync())
+    await asyncio.wait_for(snapshot_taken.wait(), 5)
+
+    async def hget_after_the_snapshot(key, field):  # flush reads its write back
+        deliver.set()
+        await asyncio.wait_for(sync, 5)
+        return await real_hget(key, field)
+
+    monkeypatch.setattr(redis_client, "hget", hget_after_the_snapshot)
+    await mirror.flush()
+    assert sync.done() and records.get("CP9") is not None
+    assert all(present for _, present in seen), seen
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b"[1]", b'{"kind": [1], "key": "x"}', b'{"kind": "records", "key": 5}'],
+)
+def test_a_malformed_state_message_is_logged_and_does_not_raise(redis_client, caplog, data):
+    """An exception here would end the listener's subscription (and lose what is in flight)."""
+    caplog.set_level(logging.WARNING, logger="gateway.cluster")
+    mirror = StateMirror(redis_client, "x:", MirroredRecordStore(), None)
+    mirror._on_message(data)
+    assert [r.msg for r in caplog.records] == ["state_message_invalid"]
+    mirror._on_message(b'{"kind": "tokens", "key": "t"}')  # not mirrored here: ignored
+    assert len(caplog.records) == 1 and not mirror._applying

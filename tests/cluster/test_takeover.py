@@ -153,3 +153,49 @@ async def test_the_takeover_message_does_not_hold_up_the_new_session(two_nodes, 
         async with websockets.connect(b.url("SLOWBUS"), subprotocols=["ocpp1.6"]) as new:
             await _heartbeat(new, "2")  # within 2 s
         hang.set()
+
+
+async def test_a_restore_whose_answer_was_lost_is_adopted_at_the_next_refresh(two_nodes):
+    """A refresh cancelled after its restore landed leaves a newer claim of this node in Redis
+    and the old epoch on the session: the next refresh adopts it instead of closing the session
+    as replaced."""
+    (a, _), directory = two_nodes
+    async with websockets.connect(a.url("LOST1"), subprotocols=["ocpp1.6"]) as ws:
+        await _heartbeat(ws, "1")
+        session = a.gateway.registry.get("LOST1")
+        old_epoch = session.claim_epoch
+        landed = await directory.claim("LOST1", "node-a")  # the restore Redis took
+        assert landed.epoch > old_epoch
+        await a.gateway.refresh_claims()
+        assert session.claim_epoch == landed.epoch and not session.closed
+        await _heartbeat(ws, "2")
+
+
+async def test_one_identitys_broken_keys_do_not_stop_the_others_being_restored(
+    two_nodes, redis_server, request, caplog
+):
+    """Claims lost (Redis restarted empty); one identity's claim name holds a foreign value:
+    that one is reported, the others are restored in the same round."""
+    (a, _), directory = two_nodes
+    prefix = f"t-{request.node.name[:20]}:"
+    client = aioredis.from_url(redis_server.url)
+    try:
+        sockets = [
+            await websockets.connect(a.url(name), subprotocols=["ocpp1.6"])
+            for name in ("ODD1", "FINE1", "FINE2")
+        ]
+        for ws in sockets:
+            await _heartbeat(ws, "1")
+        for name in ("ODD1", "FINE1", "FINE2"):
+            await client.delete(f"{prefix}{{cp:{name}}}:claim", f"{prefix}{{cp:{name}}}:epoch")
+        await client.set(f"{prefix}{{cp:ODD1}}:claim", "not a hash")
+        await a.gateway.refresh_claims()
+        for name in ("FINE1", "FINE2"):
+            assert (await directory.holder(name)).node == "node-a"
+        failed = [r.fields for r in caplog.records if r.msg == "claim_refresh_failed"]
+        assert [f.get("identity") for f in failed] == ["ODD1"]
+        for ws in sockets:
+            await _heartbeat(ws, "2")  # none closed
+            await ws.close()
+    finally:
+        await client.aclose()
