@@ -195,7 +195,7 @@ class Gateway:
         self.handler = GatewayHandler(inner, self.certificates)
         self.tls_termination: TlsTermination | None = None  # set when wss listeners serve
         self.ui_connections: set[Any] = set()  # closed with 1001 on drain
-        self._closing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()  # closes, renewals, takeover messages
 
     @property
     def redis_healthy(self) -> bool:
@@ -269,8 +269,8 @@ class Gateway:
 
     def _in_background(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
-        self._closing.add(task)  # referenced until done
-        task.add_done_callback(self._closing.discard)
+        self._background.add(task)  # referenced until done
+        task.add_done_callback(self._background.discard)
 
     async def start_cluster(self) -> None:
         """Listen for other nodes' messages (no-op without Redis)."""
@@ -330,30 +330,28 @@ class Gateway:
             if not self.redis_healthy:
                 event(log, "redis_available")
             self.redis_healthy = True
-        claimed, unclaimed = [], []
+        claimed, settle = [], []  # settle: (session, True when it has no claim)
         for session in self.registry.local_sessions():
             if getattr(session, "closed", False):
                 continue
             identity, epoch = session.info.identity, getattr(session, "claim_epoch", None)
             if epoch is not None:
-                claimed.append((session, identity, epoch))
+                claimed.append((session, epoch))
             elif not self._in_flight.get(identity):  # else being claimed right now: not lost
-                unclaimed.append(session)
+                settle.append((session, True))
         try:
             held_now = await self.directory.refresh_many(
-                self.node_id, [(identity, epoch) for _, identity, epoch in claimed]
+                self.node_id, [(session.info.identity, epoch) for session, epoch in claimed]
             )
         except Exception as exc:
             event(log, "claim_refresh_failed", logging.ERROR, error=str(exc)[:200])
             return
-        held_elsewhere = []
-        for (session, _, _), held in zip(claimed, held_now, strict=True):
-            if held is False:  # taken over, unless the newer claim is our own lost one
-                held_elsewhere.append(session)
-            elif held is None:  # expired, or Redis lost it: restore it unless someone holds it
-                unclaimed.append(session)
+        for (session, _), held in zip(claimed, held_now, strict=True):
+            if held is None:  # expired, or Redis lost it: restored unless someone holds it
+                settle.append((session, True))
+            elif held is False:  # a newer epoch holds it: taken over, unless our own lost claim
+                settle.append((session, False))
         reclaimed = 0
-        settle = [(s, False) for s in held_elsewhere] + [(s, True) for s in unclaimed]
         for session, is_unclaimed in settle:
             try:
                 reclaimed += await self._settle_claim(session, is_unclaimed)
@@ -463,10 +461,7 @@ class Gateway:
                 except TimeoutError:
                     event(log, "claim_refresh_failed", logging.ERROR, error="timed out")
             if self.stores.mirror is not None:
-                try:
-                    await self.stores.mirror.sync()
-                except Exception as exc:
-                    event(log, "state_sync_failed", logging.WARNING, error=str(exc)[:200])
+                await self.stores.mirror.sync_or_log()
             try:
                 self.apply_changes()
                 self.check_renewals()
@@ -479,11 +474,7 @@ class Gateway:
         for session in self.registry.local_sessions():
             if self.certificates.due_for_renewal(session.info, now):
                 version = session.session.version  # type: ignore[attr-defined]
-                task = asyncio.get_running_loop().create_task(
-                    self.certificates.request_renewal(session.info, version, now)
-                )
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._in_background(self.certificates.request_renewal(session.info, version, now))
 
     def apply_changes(self) -> None:
         """Reload records and trust material if they changed; close sessions no longer allowed."""
@@ -526,11 +517,9 @@ class Gateway:
                     remote=info.remote,
                     detail=f"live session closed: {detail}",
                 )
-                task = asyncio.get_running_loop().create_task(
+                self._in_background(
                     session.close(CLOSE_POLICY_VIOLATION, f"no longer allowed: {reason}")
                 )
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
 
     async def serve_charge_point(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The ASGI WebSocket application of the charge point route (counted connections)."""

@@ -88,14 +88,14 @@ class MirroredHash(Generic[T]):
         self.version = UNREAD
         self.kick()
 
-    def replace_all(self, raw: dict[bytes, bytes], since: int | None = None) -> set[str]:
+    def replace_all(self, raw: dict[bytes, bytes], since: int) -> set[str]:
         """Take Redis's documents (keeping pending writes); the keys whose value changed.
 
         `since`: the `changes` count when `raw` was asked for. A key changed after that (an
         announcement applied, a write of ours flushed while the whole hash was on its way) keeps
         its newer value: an older snapshot never undoes it.
         """
-        newer = {k for k, at in self._changed_at.items() if since is not None and at > since}
+        newer = {key for key, at in self._changed_at.items() if at > since}
         fresh: dict[str, T] = {}
         for key, document in raw.items():
             name = key.decode()
@@ -188,8 +188,10 @@ class MirroredTokenStore:
 
 
 # Redis refusing writes in general (memory, a demoted primary, disk, loading): not the key's fault
-_TRANSIENT = ("OOM", "maxmemory", "READONLY", "MISCONF", "BUSY", "MASTERDOWN", "NOPERM", "LOADING")
-_TRANSIENT += ("TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS")
+_TRANSIENT = (
+    *("OOM", "maxmemory", "READONLY", "MISCONF", "BUSY", "MASTERDOWN", "NOPERM", "LOADING"),
+    *("TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"),
+)
 
 
 def script_failed_on_this_key(error: redis.ResponseError) -> bool:
@@ -303,13 +305,14 @@ class StateMirror:
     def _on_subscribed(self) -> None:
         """The state channel is live (at start, or again after Redis was lost): what was announced
         before then never reached this node, so read whatever changed since the last sync."""
-        self._spawn(self._sync_quietly())
+        self._spawn(self.sync_or_log())
 
-    async def _sync_quietly(self) -> None:
+    async def sync_or_log(self) -> None:
+        """`sync`; a failure is logged (the next periodic check tries again)."""
         try:
             await self.sync()
-        except Exception as exc:  # the periodic version check catches up later
-            event(log, "state_read_failed", logging.WARNING, kind="all", error=str(exc)[:200])
+        except Exception as exc:
+            event(log, "state_sync_failed", logging.WARNING, error=str(exc)[:200])
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)

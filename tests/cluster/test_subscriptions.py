@@ -30,6 +30,7 @@ from security.records import ChargePointRecord
 from security.tokens import new_token
 
 from ..redis_server import start_redis
+from .processes import eventually as until_async
 
 
 async def eventually(check, timeout: float = 5.0) -> None:
@@ -39,15 +40,13 @@ async def eventually(check, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def eventually_async(check, expected, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await check() != expected:
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+async def subscribed(client: aioredis.Redis, channel: str) -> None:
+    """Until exactly one client listens on `channel`."""
 
+    async def one() -> bool:
+        return dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) == 1
 
-async def subscribers(client: aioredis.Redis, channel: str) -> int:
-    return dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0)
+    await until_async(one, 5, f"one subscriber of {channel}")
 
 
 async def kill_subscribers(client: aioredis.Redis) -> None:
@@ -92,7 +91,7 @@ async def test_a_change_made_while_the_mirror_was_not_subscribed_is_read_on_resu
     mirror = StateMirror(redis_client, "m:", records, None)
     await mirror.start()
     try:
-        await eventually_async(lambda: subscribers(redis_client, "m:state"), 1)
+        await subscribed(redis_client, "m:state")
         await eventually(lambda: not mirror._applying)  # the read on first subscribing is done
         keys = StateKeys("m:")
         async with redis_client.pipeline(transaction=True) as pipe:
@@ -150,7 +149,7 @@ async def test_an_announcement_heard_during_a_watchers_read_is_not_overwritten_b
     await events.start(lambda event: None)
     try:
         await asyncio.wait_for(read_started.wait(), 5)
-        await eventually_async(lambda: subscribers(redis_client, "w:events"), 1)
+        await subscribed(redis_client, "w:events")
         assert not events.remote_watchers
         announcement = orjson.dumps({"node": "node-c", "watching": True})
         assert await redis_client.publish("w:events", announcement) == 1
@@ -271,7 +270,7 @@ async def test_a_sync_whose_snapshot_is_older_than_an_applied_announcement_does_
     cli = RedisRecordStore(sync_redis.Redis.from_url(redis_server.url), "o:")
     await mirror.start()
     try:
-        await eventually_async(lambda: subscribers(redis_client, "o:state"), 1)
+        await subscribed(redis_client, "o:state")
         cli.put(ChargePointRecord("CPOLD", security_profile=1))
         await eventually(lambda: records.get("CPOLD") is not None)
         snapshot_taken, deliver = asyncio.Event(), asyncio.Event()
